@@ -1,0 +1,1 @@
+"""flask-smorest Blueprints (MethodView) with their marshmallow schemas beside them."""

@@ -1,0 +1,122 @@
+"""Marshmallow schemas of the grid API (they also generate its OpenAPI)."""
+
+from __future__ import annotations
+
+from flask_smorest.fields import Upload
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from geo.crs import CRS_NAMES
+
+CRS_FIELD_DOC = "CRS of the input coordinates: " + " | ".join(CRS_NAMES)
+
+
+class StrictQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class ListQuery(StrictQuery):
+    town = fields.String(validate=validate.Regexp(r"^[0-9]{9}$"),
+                         metadata={"description": "town code (9 digits)"})
+    community = fields.String(validate=validate.Regexp(r"^[0-9]{12}$"),
+                              metadata={"description": "community code (12 digits)"})
+    bbox = fields.String(metadata={"description": "minLon,minLat,maxLon,maxLat (CGCS2000)",
+                                   "example": "113.70,22.95,113.80,23.05"})
+    geometry = fields.Boolean(load_default=True,
+                              metadata={"description": "false leaves geometry out (lighter)"})
+
+
+class FeatureSchema(Schema):
+    type = fields.String(metadata={"example": "Feature"})
+    id = fields.Raw()
+    geometry = fields.Dict(allow_none=True)
+    properties = fields.Dict()
+
+
+class FeatureCollectionSchema(Schema):
+    type = fields.String(metadata={"example": "FeatureCollection"})
+    features = fields.List(fields.Nested(FeatureSchema))
+    numberMatched = fields.Integer()
+    numberReturned = fields.Integer()
+
+
+class LocateQuery(StrictQuery):
+    lon = fields.Float(required=True, validate=validate.Range(-180, 180), allow_nan=False)
+    lat = fields.Float(required=True, validate=validate.Range(-90, 90), allow_nan=False)
+    crs = fields.String(load_default="wgs84",
+                        validate=validate.OneOf([*CRS_NAMES, *(c.upper() for c in CRS_NAMES)]),
+                        metadata={"description": CRS_FIELD_DOC})
+
+
+class NamedCode(Schema):
+    code = fields.String()
+    name = fields.String()
+
+
+class LocateSchema(Schema):
+    point = fields.Dict(metadata={"description": "the point in CGCS2000"})
+    town = fields.Nested(NamedCode)
+    community = fields.Nested(NamedCode)
+    cell = fields.Nested(NamedCode)
+    on_boundary = fields.Boolean()
+    rule = fields.String()
+
+
+class QaQuery(StrictQuery):
+    level = fields.List(
+        fields.String(validate=validate.OneOf(["city", "town", "community", "cell"])),
+        metadata={"description": "levels to check (repeatable); default town, community, cell"},
+    )
+    tolerance_m2 = fields.Float(load_default=1.0, validate=validate.Range(0, 1e6),
+                                metadata={"description": "overlaps/gaps below this are noise"})
+    sliver_m2 = fields.Float(load_default=100.0, validate=validate.Range(0, 1e7),
+                             metadata={"description": "polygon parts below this are slivers"})
+    limit = fields.Integer(load_default=200, validate=validate.Range(1, 5000),
+                           metadata={"description": "max items per list (counts stay complete)"})
+
+
+class ImportForm(Schema):
+    level = fields.String(required=True,
+                          validate=validate.OneOf(["city", "town", "community", "cell"]))
+    code_field = fields.String(load_default="code", validate=validate.Length(1, 64))
+    name_field = fields.String(load_default="name", validate=validate.Length(1, 64))
+    parent_field = fields.String(
+        load_default="parent_code", validate=validate.Length(0, 64),
+        metadata={"description": "property with the parent's code; empty → found spatially"})
+    crs = fields.String(load_default="wgs84",
+                        validate=validate.OneOf([*CRS_NAMES, *(c.upper() for c in CRS_NAMES)]),
+                        metadata={"description": CRS_FIELD_DOC})
+    repair = fields.Boolean(load_default=False, metadata={
+        "description": "repair invalid rings, cut overlaps, clip to parent, fill gaps, accept"})
+    partial = fields.Boolean(load_default=False, metadata={
+        "description": "apply valid features even when others are rejected"})
+    dry_run = fields.Boolean(load_default=False)
+    encoding = fields.String(validate=validate.Length(1, 32), metadata={
+        "description": "attribute encoding of a Shapefile without .cpg, e.g. GBK"})
+    tolerance_m2 = fields.Float(load_default=1.0, validate=validate.Range(0, 1e6))
+    sliver_m2 = fields.Float(load_default=100.0, validate=validate.Range(0, 1e7))
+
+
+class ImportFile(Schema):
+    file = Upload(required=True, metadata={
+        "description": "GeoJSON (.geojson/.json) or zipped Shapefile (.zip)"})
+
+
+class ImportSchema(Schema):
+    id = fields.Integer()
+    level = fields.String()
+    source_name = fields.String()
+    source_crs = fields.String()
+    status = fields.String(metadata={"description": "applied | rejected | dry_run"})
+    options = fields.Dict()
+    report = fields.Dict()
+    created_by = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class ImportSummarySchema(Schema):
+    id = fields.Integer()
+    level = fields.String()
+    source_name = fields.String()
+    status = fields.String()
+    created_at = fields.DateTime()

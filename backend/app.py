@@ -1,0 +1,143 @@
+"""Application factory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from backend import __version__
+from backend.api.problem_api import ProblemApi
+from backend.config import Settings
+from backend.db import make_engine, make_sessionmaker
+from backend.errors import register_error_handlers
+from backend.web import close_db_session
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+access_log = logging.getLogger("gridpatrol.access")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, with the request id when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("request_id", "method", "path", "status", "ms", "user"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_gridpatrol", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    handler._gridpatrol = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask("gridpatrol")
+    if not settings.secret_key:
+        if settings.environment == "production":
+            raise RuntimeError("GRIDPATROL_SECRET_KEY must be set in production.")
+        logging.getLogger(__name__).warning(
+            "GRIDPATROL_SECRET_KEY is not set: using a random key; tokens die on restart."
+        )
+    app.config.update(
+        SECRET_KEY=settings.secret_key or uuid.uuid4().hex + uuid.uuid4().hex,
+        GRIDPATROL_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+        API_TITLE="gridpatrol",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": (
+                    "Grid-based market supervision for Dongguan (智网工程). Coordinates are "
+                    "CGCS2000 (EPSG:4490) lon/lat; inputs say their CRS with `crs=` "
+                    "(wgs84|cgcs2000|gcj02|bd09). Errors are application/problem+json."
+                )
+            },
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                }
+            },
+            "security": [{"bearerAuth": []}],
+        },
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    configure_logging()
+
+    engine = make_engine(settings.database_url)
+    app.extensions["gridpatrol.engine"] = engine
+    app.extensions["gridpatrol.sessionmaker"] = make_sessionmaker(engine)
+    app.teardown_appcontext(close_db_session)
+
+    api = ProblemApi(app)
+    register_blueprints(api)
+    register_error_handlers(app)
+    _register_request_hooks(app)
+    return app
+
+
+def register_blueprints(api: ProblemApi) -> None:
+    from backend.api.auth import blp as auth_blp
+    from backend.api.grid import blp as grid_blp
+    from backend.api.health import blp as health_blp
+    from mobile_api import blp as mobile_blp
+
+    for blp in (health_blp, auth_blp, grid_blp, mobile_blp):
+        api.register_blueprint(blp)
+
+
+def _register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        principal = g.get("principal")
+        access_log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+                "user": principal.username if principal else None,
+            },
+        )
+        return response

@@ -1,0 +1,215 @@
+"""The `gridpatrol` command. Every subcommand honours DATABASE_URL."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from backend.config import Settings
+
+DEMO_PASSWORD_DEFAULT = "gridpatrol-demo-2026"
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _session():  # type: ignore[no-untyped-def]
+    from backend.db import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(_settings().database_url))()
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.group()
+@click.version_option(package_name="gridpatrol")
+def main() -> None:
+    """gridpatrol: grid-based market supervision backend."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers")
+@click.option("--dev", is_flag=True, help="Flask's reloading development server instead")
+def serve(host: str, port: int, workers: int, dev: bool) -> None:
+    """Serve the API (gunicorn; --dev for Flask's reloader)."""
+    from backend.app import create_app
+
+    if dev:
+        create_app().run(host=host, port=port, debug=True)
+        return
+    from gunicorn.app.base import BaseApplication
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", None)  # the app logs each request as JSON
+
+        def load(self) -> Any:
+            return create_app()
+
+    _Gunicorn().run()
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default head)."""
+    from backend.migrate import upgrade
+
+    url = _settings().database_url
+    upgrade(url, revision)
+    click.echo(f"database {_redacted(url)} is at {revision}", err=True)
+
+
+@main.group()
+def demo() -> None:
+    """Demo data."""
+
+
+@demo.command("load")
+@click.option("--seed", default=20171109, show_default=True, type=int)
+def demo_load(seed: int) -> None:
+    """Load the synthetic Dongguan (32 towns, ~590 communities, ~2,900 cells) once."""
+    from backend.services.demo import load_demo
+
+    password = os.environ.get("GRIDPATROL_DEMO_PASSWORD", DEMO_PASSWORD_DEFAULT)
+    with _session() as session:
+        result = load_demo(session, password, seed=seed)
+        session.commit()
+    verb = "loaded" if result.loaded else "already present"
+    click.echo(f"demo city {verb}: {result.towns} towns, {result.communities} communities, "
+               f"{result.cells} cells")
+    for username, role in result.accounts:
+        click.echo(f"  demo account {username!r} ({role}), password {password!r}")
+
+
+@main.group()
+def grid() -> None:
+    """Grid geography: import and QA."""
+
+
+@grid.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--level", required=True, type=click.Choice(["city", "town", "community", "cell"]))
+@click.option("--code-field", default="code", show_default=True)
+@click.option("--name-field", default="name", show_default=True)
+@click.option("--parent-field", default="parent_code", show_default=True,
+              help="empty string: find the parent spatially")
+@click.option("--crs", default="wgs84", show_default=True,
+              type=click.Choice(["wgs84", "cgcs2000", "gcj02", "bd09"], case_sensitive=False))
+@click.option("--repair", is_flag=True, help="repair invalid rings, overlaps, gaps; accept")
+@click.option("--partial", is_flag=True, help="apply good features even if some are rejected")
+@click.option("--dry-run", is_flag=True)
+@click.option("--encoding", default=None, help="Shapefile attribute encoding, e.g. GBK")
+@click.option("--tolerance-m2", default=1.0, show_default=True, type=float)
+@click.option("--sliver-m2", default=100.0, show_default=True, type=float)
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="write the full JSON report here")
+def grid_import(file: Path, report_path: Path | None, **opts: Any) -> None:
+    """Import one level of boundaries from FILE (GeoJSON or zipped Shapefile)."""
+    from backend.services.errors import ServiceError
+    from backend.services.grid_import import ImportOptions, import_boundaries
+
+    opts["parent_field"] = opts["parent_field"] or None
+    opts["crs"] = opts["crs"].lower()
+    options = ImportOptions(**opts)
+    with _session() as session:
+        try:
+            record = import_boundaries(session, file.read_bytes(), file.name, options)
+        except ServiceError as exc:
+            raise click.ClickException(exc.detail) from exc
+        session.commit()
+        report = record.report
+    if report_path:
+        report_path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+    f = report["features"]
+    click.echo(f"import #{record.id} {report['status']}: read {f['read']}, created {f['created']}, "
+               f"updated {f['updated']}, unchanged {f['unchanged']}, rejected {f['rejected']}")
+    for item in report["rejected"][:20]:
+        click.echo(f"  feature {item['index']} ({item['code']}): {'; '.join(item['reasons'])}")
+    qa = report["qa"]
+    click.echo("  qa: " + ", ".join(
+        f"{k} {qa[k + '_count']}"
+        for k in ("invalid", "overlaps", "gaps", "outside_parent", "slivers")))
+    for reason in report["reasons"]:
+        click.echo(f"  {reason}")
+    if report["status"] == "rejected":
+        sys.exit(2)
+
+
+@grid.command("qa")
+@click.option("--level", "levels", multiple=True,
+              type=click.Choice(["city", "town", "community", "cell"]))
+@click.option("--tolerance-m2", default=1.0, show_default=True, type=float)
+@click.option("--sliver-m2", default=100.0, show_default=True, type=float)
+@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
+def grid_qa_cmd(levels: tuple[str, ...], tolerance_m2: float, sliver_m2: float,
+                as_json: bool) -> None:
+    """Topology QA of the current grid; exits 1 when it finds errors."""
+    from backend.services.grid_qa import QaThresholds, grid_qa
+
+    with _session() as session:
+        report = grid_qa(session, list(levels) or None, QaThresholds(tolerance_m2, sliver_m2))
+        session.rollback()
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+    else:
+        for name, r in report["levels"].items():
+            click.echo(f"{name}: {r['features']} features, {r['area_m2'] / 1e6:.1f} km², "
+                       + ", ".join(f"{k} {r[k + '_count']}" for k in
+                                   ("invalid", "overlaps", "gaps", "outside_parent", "slivers"))
+                       + (" — OK" if r["ok"] else " — ERRORS"))
+    sys.exit(0 if report["ok"] else 1)
+
+
+@main.group()
+def users() -> None:
+    """Accounts."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", required=True,
+              type=click.Choice(["admin", "city_dispatcher", "town_dispatcher",
+                                 "community_dispatcher", "grid_worker", "department_officer",
+                                 "auditor"]))
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              envvar="GRIDPATROL_NEW_PASSWORD")
+@click.option("--town", default=None)
+@click.option("--community", default=None)
+def users_create(username: str, role: str, password: str, town: str | None,
+                 community: str | None) -> None:
+    """Create an account (e.g. the first admin)."""
+    from backend.services.auth import create_user
+    from backend.services.errors import ServiceError
+
+    with _session() as session:
+        try:
+            user = create_user(session, username, password, role, town_code=town,
+                               community_code=community)
+        except ServiceError as exc:
+            raise click.ClickException(exc.detail) from exc
+        session.commit()
+        click.echo(f"created user {user.username!r} ({user.role}), id {user.id}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Settings, read from the environment (12-factor); nothing secret has a default in production."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "postgresql://gridpatrol:gridpatrol@127.0.0.1:5432/gridpatrol"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str = ""
+    access_token_minutes: int = 15
+    max_upload_mb: int = 64
+    environment: str = "development"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            "secret_key": os.environ.get("GRIDPATROL_SECRET_KEY", ""),
+            "access_token_minutes": int(os.environ.get("GRIDPATROL_ACCESS_TOKEN_MINUTES", "15")),
+            "max_upload_mb": int(os.environ.get("GRIDPATROL_MAX_UPLOAD_MB", "64")),
+            "environment": os.environ.get("GRIDPATROL_ENV", "development"),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

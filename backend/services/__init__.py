@@ -1,0 +1,1 @@
+"""Business logic as plain functions over a SQLAlchemy Session (no Flask here)."""
