@@ -136,7 +136,9 @@ def _register_request_hooks(app: Flask) -> None:
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
-                "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+                "ms": round(
+                    (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1
+                ),
                 "user": principal.username if principal else None,
             },
         )

@@ -95,8 +95,10 @@ def demo_load(seed: int) -> None:
         result = load_demo(session, password, seed=seed)
         session.commit()
     verb = "loaded" if result.loaded else "already present"
-    click.echo(f"demo city {verb}: {result.towns} towns, {result.communities} communities, "
-               f"{result.cells} cells")
+    click.echo(
+        f"demo city {verb}: {result.towns} towns, {result.communities} communities, "
+        f"{result.cells} cells"
+    )
     for username, role in result.accounts:
         click.echo(f"  demo account {username!r} ({role}), password {password!r}")
 
@@ -111,18 +113,30 @@ def grid() -> None:
 @click.option("--level", required=True, type=click.Choice(["city", "town", "community", "cell"]))
 @click.option("--code-field", default="code", show_default=True)
 @click.option("--name-field", default="name", show_default=True)
-@click.option("--parent-field", default="parent_code", show_default=True,
-              help="empty string: find the parent spatially")
-@click.option("--crs", default="wgs84", show_default=True,
-              type=click.Choice(["wgs84", "cgcs2000", "gcj02", "bd09"], case_sensitive=False))
+@click.option(
+    "--parent-field",
+    default="parent_code",
+    show_default=True,
+    help="empty string: find the parent spatially",
+)
+@click.option(
+    "--crs",
+    default="wgs84",
+    show_default=True,
+    type=click.Choice(["wgs84", "cgcs2000", "gcj02", "bd09"], case_sensitive=False),
+)
 @click.option("--repair", is_flag=True, help="repair invalid rings, overlaps, gaps; accept")
 @click.option("--partial", is_flag=True, help="apply good features even if some are rejected")
 @click.option("--dry-run", is_flag=True)
 @click.option("--encoding", default=None, help="Shapefile attribute encoding, e.g. GBK")
 @click.option("--tolerance-m2", default=1.0, show_default=True, type=float)
 @click.option("--sliver-m2", default=100.0, show_default=True, type=float)
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="write the full JSON report here")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the full JSON report here",
+)
 def grid_import(file: Path, report_path: Path | None, **opts: Any) -> None:
     """Import one level of boundaries from FILE (GeoJSON or zipped Shapefile)."""
     from backend.services.errors import ServiceError
@@ -141,14 +155,20 @@ def grid_import(file: Path, report_path: Path | None, **opts: Any) -> None:
     if report_path:
         report_path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))
     f = report["features"]
-    click.echo(f"import #{record.id} {report['status']}: read {f['read']}, created {f['created']}, "
-               f"updated {f['updated']}, unchanged {f['unchanged']}, rejected {f['rejected']}")
+    click.echo(
+        f"import #{record.id} {report['status']}: read {f['read']}, created {f['created']}, "
+        f"updated {f['updated']}, unchanged {f['unchanged']}, rejected {f['rejected']}"
+    )
     for item in report["rejected"][:20]:
         click.echo(f"  feature {item['index']} ({item['code']}): {'; '.join(item['reasons'])}")
     qa = report["qa"]
-    click.echo("  qa: " + ", ".join(
-        f"{k} {qa[k + '_count']}"
-        for k in ("invalid", "overlaps", "gaps", "outside_parent", "slivers")))
+    click.echo(
+        "  qa: "
+        + ", ".join(
+            f"{k} {qa[k + '_count']}"
+            for k in ("invalid", "overlaps", "gaps", "outside_parent", "slivers")
+        )
+    )
     for reason in report["reasons"]:
         click.echo(f"  {reason}")
     if report["status"] == "rejected":
@@ -156,13 +176,15 @@ def grid_import(file: Path, report_path: Path | None, **opts: Any) -> None:
 
 
 @grid.command("qa")
-@click.option("--level", "levels", multiple=True,
-              type=click.Choice(["city", "town", "community", "cell"]))
+@click.option(
+    "--level", "levels", multiple=True, type=click.Choice(["city", "town", "community", "cell"])
+)
 @click.option("--tolerance-m2", default=1.0, show_default=True, type=float)
 @click.option("--sliver-m2", default=100.0, show_default=True, type=float)
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
-def grid_qa_cmd(levels: tuple[str, ...], tolerance_m2: float, sliver_m2: float,
-                as_json: bool) -> None:
+def grid_qa_cmd(
+    levels: tuple[str, ...], tolerance_m2: float, sliver_m2: float, as_json: bool
+) -> None:
     """Topology QA of the current grid; exits 1 when it finds errors."""
     from backend.services.grid_qa import QaThresholds, grid_qa
 
@@ -173,10 +195,14 @@ def grid_qa_cmd(levels: tuple[str, ...], tolerance_m2: float, sliver_m2: float,
         click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
     else:
         for name, r in report["levels"].items():
-            click.echo(f"{name}: {r['features']} features, {r['area_m2'] / 1e6:.1f} km², "
-                       + ", ".join(f"{k} {r[k + '_count']}" for k in
-                                   ("invalid", "overlaps", "gaps", "outside_parent", "slivers"))
-                       + (" — OK" if r["ok"] else " — ERRORS"))
+            click.echo(
+                f"{name}: {r['features']} features, {r['area_m2'] / 1e6:.1f} km², "
+                + ", ".join(
+                    f"{k} {r[k + '_count']}"
+                    for k in ("invalid", "overlaps", "gaps", "outside_parent", "slivers")
+                )
+                + (" — OK" if r["ok"] else " — ERRORS")
+            )
     sys.exit(0 if report["ok"] else 1)
 
 
@@ -187,24 +213,42 @@ def users() -> None:
 
 @users.command("create")
 @click.argument("username")
-@click.option("--role", required=True,
-              type=click.Choice(["admin", "city_dispatcher", "town_dispatcher",
-                                 "community_dispatcher", "grid_worker", "department_officer",
-                                 "auditor"]))
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              envvar="GRIDPATROL_NEW_PASSWORD")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(
+        [
+            "admin",
+            "city_dispatcher",
+            "town_dispatcher",
+            "community_dispatcher",
+            "grid_worker",
+            "department_officer",
+            "auditor",
+        ]
+    ),
+)
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="GRIDPATROL_NEW_PASSWORD",
+)
 @click.option("--town", default=None)
 @click.option("--community", default=None)
-def users_create(username: str, role: str, password: str, town: str | None,
-                 community: str | None) -> None:
+def users_create(
+    username: str, role: str, password: str, town: str | None, community: str | None
+) -> None:
     """Create an account (e.g. the first admin)."""
     from backend.services.auth import create_user
     from backend.services.errors import ServiceError
 
     with _session() as session:
         try:
-            user = create_user(session, username, password, role, town_code=town,
-                               community_code=community)
+            user = create_user(
+                session, username, password, role, town_code=town, community_code=community
+            )
         except ServiceError as exc:
             raise click.ClickException(exc.detail) from exc
         session.commit()

@@ -11,7 +11,10 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     """An engine that fails fast when the server is unreachable (health checks rely on it)."""
     connect_args = {"connect_timeout": 3, "application_name": "gridpatrol"}
     return create_engine(
-        url, pool_pre_ping=True, connect_args=connect_args, **kwargs  # type: ignore[arg-type]
+        url,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 

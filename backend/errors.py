@@ -103,8 +103,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _db_unavailable(error: OperationalError) -> Response:
         log.error("database unavailable: %s", error.orig)
-        return problem(503, "The database is unavailable; try again shortly.",
-                       headers={"Retry-After": "5"})
+        return problem(
+            503, "The database is unavailable; try again shortly.", headers={"Retry-After": "5"}
+        )
 
     @app.errorhandler(DBAPIError)
     def _db_error(error: DBAPIError) -> Response:
@@ -112,8 +113,12 @@ def register_error_handlers(app: Flask) -> None:
         sqlstate = getattr(error.orig, "pgcode", None) or ""
         if sqlstate.startswith(("22", "23")):
             log.warning("database rejected input: %s", error.orig)
-            return problem(422, "The database rejected a value in the request.",
-                           type_suffix="invalid-input", title="Invalid input")
+            return problem(
+                422,
+                "The database rejected a value in the request.",
+                type_suffix="invalid-input",
+                title="Invalid input",
+            )
         log.exception("database error")
         return problem(500, "An unexpected database error occurred.")
 

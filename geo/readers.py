@@ -73,8 +73,9 @@ def _read_geojson(data: bytes) -> ReadResult:
     crs = doc.get("crs") if isinstance(doc, dict) else None
     if crs:
         notes.append("The GeoJSON `crs` member is ignored (RFC 7946); `crs` parameter applies.")
-    return ReadResult([_geojson_feature(i, item) for i, item in enumerate(items)], "GeoJSON",
-                      None, notes)
+    return ReadResult(
+        [_geojson_feature(i, item) for i, item in enumerate(items)], "GeoJSON", None, notes
+    )
 
 
 def _geojson_feature(index: int, item: Any) -> RawFeature:

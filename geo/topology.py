@@ -6,9 +6,10 @@
 `qa_subject` holds the geometries of one level *after* repair by ST_MakeValid (relational
 operators need valid input); `focus` marks the rows a check is about (the features of an import,
 or every row for a full QA run), so an import is judged only on what it changes. Areas are in m²
-on the ellipsoid (geography casts). Bind parameters: :tol (m², noise floor), :sliver (m²),
-:limit (maximum rows per list), :all_parents (check every parent, not only those of focus rows:
-a full QA run reports a parent with no children at all as one big gap).
+by gp_area_m2 (migration 0001: polygons as drawn in lon/lat, measured on the ellipsoid).
+Bind parameters: :tol (m², noise floor), :sliver (m²), :limit (maximum rows per list),
+:all_parents (check every parent, not only those of focus rows: a full QA run reports a parent
+with no children at all as one big gap).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 # Pairs of features whose interiors overlap by at least :tol m².
 OVERLAPS = """
 SELECT a.code AS code_a, b.code AS code_b,
-       round(ST_Area(x.g::geography)::numeric, 2)::float AS area_m2,
+       round(gp_area_m2(x.g)::numeric, 2)::float AS area_m2,
        ST_AsGeoJSON(ST_PointOnSurface(x.g), 7)::json AS location,
        ST_AsGeoJSON(x.g, 7)::json AS geometry
 FROM qa_subject a
@@ -25,7 +26,7 @@ CROSS JOIN LATERAL (
     SELECT ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3) AS g
 ) x
 WHERE ST_Intersects(a.geom, b.geom) AND NOT ST_IsEmpty(x.g)
-  AND ST_Area(x.g::geography) >= :tol
+  AND gp_area_m2(x.g) >= :tol
 ORDER BY area_m2 DESC, code_a, code_b
 LIMIT :limit
 """
@@ -48,7 +49,7 @@ cover AS (
     GROUP BY p.code
 )
 SELECT p.code AS parent_code,
-       round(ST_Area(d.geom::geography)::numeric, 2)::float AS area_m2,
+       round(gp_area_m2(d.geom)::numeric, 2)::float AS area_m2,
        ST_AsGeoJSON(ST_PointOnSurface(d.geom), 7)::json AS location,
        ST_AsGeoJSON(d.geom, 7)::json AS geometry
 FROM parents p
@@ -56,7 +57,7 @@ LEFT JOIN cover c ON c.code IS NOT DISTINCT FROM p.code
 CROSS JOIN LATERAL ST_Dump(
     CASE WHEN c.g IS NULL THEN p.geom ELSE ST_Difference(p.geom, c.g) END
 ) d
-WHERE ST_Dimension(d.geom) = 2 AND ST_Area(d.geom::geography) >= :tol
+WHERE ST_Dimension(d.geom) = 2 AND gp_area_m2(d.geom) >= :tol
 ORDER BY area_m2 DESC
 LIMIT :limit
 """
@@ -64,7 +65,7 @@ LIMIT :limit
 # Features reaching outside their own parent by at least :tol m².
 OUTSIDE_PARENT = """
 SELECT s.code, s.parent_code,
-       round(ST_Area(x.g::geography)::numeric, 2)::float AS area_m2,
+       round(gp_area_m2(x.g)::numeric, 2)::float AS area_m2,
        ST_AsGeoJSON(ST_PointOnSurface(x.g), 7)::json AS location
 FROM qa_subject s
 JOIN qa_parent p ON p.code = s.parent_code
@@ -72,7 +73,7 @@ CROSS JOIN LATERAL (
     SELECT ST_CollectionExtract(ST_Difference(s.geom, p.geom), 3) AS g
 ) x
 WHERE s.focus AND NOT ST_CoveredBy(s.geom, p.geom) AND NOT ST_IsEmpty(x.g)
-  AND ST_Area(x.g::geography) >= :tol
+  AND gp_area_m2(x.g) >= :tol
 ORDER BY area_m2 DESC
 LIMIT :limit
 """
@@ -80,10 +81,10 @@ LIMIT :limit
 # Polygon parts smaller than :sliver m² (a cell that is mostly a thin shard, or a stray speck).
 SLIVERS = """
 SELECT s.code, d.path[1] AS part,
-       round(ST_Area(d.geom::geography)::numeric, 2)::float AS area_m2,
+       round(gp_area_m2(d.geom)::numeric, 2)::float AS area_m2,
        ST_AsGeoJSON(ST_PointOnSurface(d.geom), 7)::json AS location
 FROM qa_subject s CROSS JOIN LATERAL ST_Dump(s.geom) d
-WHERE s.focus AND ST_Area(d.geom::geography) < :sliver
+WHERE s.focus AND gp_area_m2(d.geom) < :sliver
 ORDER BY area_m2
 LIMIT :limit
 """
@@ -98,15 +99,15 @@ FROM (
     FROM qa_subject a JOIN qa_subject b
       ON a.code < b.code AND a.geom && b.geom AND ST_Intersects(a.geom, b.geom)
     WHERE b.focus
-      AND ST_Area(ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3)::geography) > 0
+      AND gp_area_m2(ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3)) > 0
     GROUP BY b.code
 ) o
 WHERE t.code = o.code
 RETURNING t.code
 """
 
-# Repair step 2: give each gap inside a parent to the focus feature that shares the longest
-# border with it (a gap nobody borders stays a gap and keeps the import rejected).
+# Repair step 2: give each gap inside a parent to the focus feature of that parent sharing the
+# longest border with it (a gap no such feature borders stays, and keeps the import rejected).
 FILL_GAPS = """
 WITH parents AS (
     SELECT p.code, p.geom FROM qa_parent p
@@ -118,14 +119,16 @@ cover AS (
     GROUP BY p.code
 ),
 gaps AS (
-    SELECT row_number() OVER () AS gid, d.geom
+    SELECT row_number() OVER () AS gid, p.code AS parent_code, d.geom
     FROM parents p JOIN cover c ON c.code = p.code
     CROSS JOIN LATERAL ST_Dump(ST_Difference(p.geom, c.g)) d
     WHERE ST_Dimension(d.geom) = 2
 ),
 winner AS (
     SELECT DISTINCT ON (g.gid) g.geom AS gap, s.code
-    FROM gaps g JOIN qa_subject s ON s.focus AND s.geom && g.geom AND ST_Intersects(s.geom, g.geom)
+    FROM gaps g JOIN qa_subject s
+      ON s.focus AND s.parent_code = g.parent_code AND s.geom && g.geom
+     AND ST_Intersects(s.geom, g.geom)
     ORDER BY g.gid, ST_Length(ST_Intersection(ST_Boundary(g.geom), s.geom)::geography) DESC,
              s.code
 )

@@ -13,8 +13,12 @@ from backend.services import grid_query
 from backend.web import db_session
 from geo.crs import CRS_NAMES
 
-blp = Blueprint("mobile", __name__, url_prefix="/api/mobile/v1",
-                description="Phone app (grid workers); coordinates default to GCJ-02 here")
+blp = Blueprint(
+    "mobile",
+    __name__,
+    url_prefix="/api/mobile/v1",
+    description="Phone app (grid workers); coordinates default to GCJ-02 here",
+)
 
 
 class WhereQuery(Schema):

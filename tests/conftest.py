@@ -45,8 +45,9 @@ def database_url() -> Iterator[str]:
             template = "gridpatrol_template" if has_template else "template0"
             conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE {template}'))
     except Exception as exc:  # the run must fail loudly, never skip
-        pytest.fail(f"Cannot create the test database on {base.render_as_string()}: {exc}",
-                    pytrace=False)
+        pytest.fail(
+            f"Cannot create the test database on {base.render_as_string()}: {exc}", pytrace=False
+        )
     url = base.set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url)
@@ -59,8 +60,9 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Any:
-    settings = Settings.from_env(database_url=database_url, secret_key="test-secret-" + "x" * 40,
-                                 environment="test")
+    settings = Settings.from_env(
+        database_url=database_url, secret_key="test-secret-" + "x" * 40, environment="test"
+    )
     return create_app(settings)
 
 
@@ -103,8 +105,7 @@ def make_token(client: Any, session: Session, role: str = "admin", **scope: Any)
     username = f"{role}-{uuid.uuid4().hex[:6]}"
     create_user(session, username, TEST_PASSWORD, role, **scope)
     session.commit()
-    resp = client.post("/api/v1/auth/login", json={"username": username,
-                                                   "password": TEST_PASSWORD})
+    resp = client.post("/api/v1/auth/login", json={"username": username, "password": TEST_PASSWORD})
     assert resp.status_code == 200, resp.get_json()
     return resp.get_json()["access_token"]
 

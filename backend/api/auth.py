@@ -18,8 +18,7 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Authen
 
 class LoginSchema(Schema):
     username = fields.String(required=True, validate=validate.Length(1, 64))
-    password = fields.String(required=True, validate=validate.Length(1, 256),
-                             load_only=True)
+    password = fields.String(required=True, validate=validate.Length(1, 256), load_only=True)
 
 
 class TokenSchema(Schema):
@@ -32,10 +31,10 @@ class TokenSchema(Schema):
 def login(username: str, password: str) -> dict[str, Any]:
     settings = current_app.config["GRIDPATROL_SETTINGS"]
     user = authenticate(db_session(), username, password)
-    token, expires = issue_access_token(user, current_app.config["SECRET_KEY"],
-                                        settings.access_token_minutes)
-    return {"access_token": token, "token_type": "Bearer", "expires_at": expires,
-            "role": user.role}
+    token, expires = issue_access_token(
+        user, current_app.config["SECRET_KEY"], settings.access_token_minutes
+    )
+    return {"access_token": token, "token_type": "Bearer", "expires_at": expires, "role": user.role}
 
 
 @blp.route("/login")

@@ -21,8 +21,8 @@ from backend.api.grid_schemas import (
     LocateSchema,
     QaQuery,
 )
-from backend.errors import problem
 from backend.api.security import ANY_ROLE, current_principal, requires
+from backend.errors import problem
 from backend.models import GridImport
 from backend.services import grid_query
 from backend.services.errors import InvalidInput, NotFound
@@ -30,8 +30,12 @@ from backend.services.grid_import import ImportOptions, import_boundaries
 from backend.services.grid_qa import QaThresholds, grid_qa
 from backend.web import db_session
 
-blp = Blueprint("grid", __name__, url_prefix="/api/v1/grid",
-                description="The city's grid: 镇街 → 村(社区) → 基础网格")
+blp = Blueprint(
+    "grid",
+    __name__,
+    url_prefix="/api/v1/grid",
+    description="The city's grid: 镇街 → 村(社区) → 基础网格",
+)
 
 COLLECTIONS = {"towns": "town", "communities": "community", "cells": "cell"}
 READERS = (ANY_ROLE,)
@@ -47,14 +51,22 @@ def _collection_views(collection: str, level: str) -> None:
         @blp.paginate(page_size=100, max_page_size=1000)
         def get(self, args: dict[str, Any], pagination_parameters: Any) -> dict[str, Any]:
             features, total = grid_query.list_features(
-                db_session(), level, town=args.get("town"), community=args.get("community"),
+                db_session(),
+                level,
+                town=args.get("town"),
+                community=args.get("community"),
                 bbox=grid_query.parse_bbox(args.get("bbox")),
                 offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size, with_geometry=args["geometry"],
+                limit=pagination_parameters.page_size,
+                with_geometry=args["geometry"],
             )
             pagination_parameters.item_count = total
-            return {"type": "FeatureCollection", "features": features,
-                    "numberMatched": total, "numberReturned": len(features)}
+            return {
+                "type": "FeatureCollection",
+                "features": features,
+                "numberMatched": total,
+                "numberReturned": len(features),
+            }
 
     class ItemView(MethodView):
         @requires(*READERS)
@@ -67,15 +79,23 @@ def _collection_views(collection: str, level: str) -> None:
         @blp.response(200, FeatureCollectionSchema)
         def get(self, code: str) -> dict[str, Any]:
             features = grid_query.boundary_history(db_session(), level, code)
-            return {"type": "FeatureCollection", "features": features,
-                    "numberMatched": len(features), "numberReturned": len(features)}
+            return {
+                "type": "FeatureCollection",
+                "features": features,
+                "numberMatched": len(features),
+                "numberReturned": len(features),
+            }
 
     ListView.get.__doc__ = f"List {collection} as a paginated GeoJSON FeatureCollection."
-    ItemView.get.__doc__ = (f"One {level} with its parents, area (m²)"
-                            + (" and neighbour cells." if level == "cell" else " and neighbours."))
+    ItemView.get.__doc__ = f"One {level} with its parents, area (m²)" + (
+        " and neighbour cells." if level == "cell" else " and neighbours."
+    )
     HistoryView.get.__doc__ = f"Every boundary a {level} has had (newest first)."
-    for view, suffix, name in ((ListView, "", "list"), (ItemView, "/<code>", "item"),
-                               (HistoryView, "/<code>/history", "history")):
+    for view, suffix, name in (
+        (ListView, "", "list"),
+        (ItemView, "/<code>", "item"),
+        (HistoryView, "/<code>/history", "history"),
+    ):
         view.__name__ = f"{level.title()}{name.title()}"
         blp.route(f"/{collection}{suffix}", endpoint=f"{level}_{name}")(view)
 
@@ -120,10 +140,14 @@ class Imports(MethodView):
         """Past imports, newest first."""
         session = db_session()
         pagination_parameters.item_count = session.query(GridImport).count()
-        return list(session.scalars(
-            select(GridImport).order_by(GridImport.id.desc())
-            .offset(pagination_parameters.first_item).limit(pagination_parameters.page_size)
-        ))
+        return list(
+            session.scalars(
+                select(GridImport)
+                .order_by(GridImport.id.desc())
+                .offset(pagination_parameters.first_item)
+                .limit(pagination_parameters.page_size)
+            )
+        )
 
     @requires("admin")
     @blp.arguments(ImportForm, location="form")
@@ -140,25 +164,40 @@ class Imports(MethodView):
         upload = files["file"]
         data = upload.read()
         if not data:
-            raise InvalidInput("The uploaded file is empty.",
-                               errors=[{"in": "files", "field": "file", "messages": ["empty"]}])
+            raise InvalidInput(
+                "The uploaded file is empty.",
+                errors=[{"in": "files", "field": "file", "messages": ["empty"]}],
+            )
         options = ImportOptions(
-            level=form["level"], code_field=form["code_field"], name_field=form["name_field"],
-            parent_field=form["parent_field"] or None, crs=form["crs"].lower(),
-            repair=form["repair"], partial=form["partial"], dry_run=form["dry_run"],
-            encoding=form.get("encoding"), tolerance_m2=form["tolerance_m2"],
+            level=form["level"],
+            code_field=form["code_field"],
+            name_field=form["name_field"],
+            parent_field=form["parent_field"] or None,
+            crs=form["crs"].lower(),
+            repair=form["repair"],
+            partial=form["partial"],
+            dry_run=form["dry_run"],
+            encoding=form.get("encoding"),
+            tolerance_m2=form["tolerance_m2"],
             sliver_m2=form["sliver_m2"],
         )
         session = db_session()
-        record = import_boundaries(session, data, upload.filename or "upload", options,
-                                   user_id=current_principal().user_id)
+        record = import_boundaries(
+            session, data, upload.filename or "upload", options, user_id=current_principal().user_id
+        )
         session.commit()
         current_app.logger.info("grid import %s: %s", record.id, record.status)
         location = {"Location": f"{request.path}/{record.id}"}
         if record.status == "rejected":
-            return problem(422, " ".join(record.report["reasons"]), title="Import rejected",
-                           type_suffix="import-rejected", headers=location,
-                           import_id=record.id, report=record.report)
+            return problem(
+                422,
+                " ".join(record.report["reasons"]),
+                title="Import rejected",
+                type_suffix="import-rejected",
+                headers=location,
+                import_id=record.id,
+                report=record.report,
+            )
         return record, 201, location
 
 

@@ -16,14 +16,22 @@ class StrictQuery(Schema):
 
 
 class ListQuery(StrictQuery):
-    town = fields.String(validate=validate.Regexp(r"^[0-9]{9}$"),
-                         metadata={"description": "town code (9 digits)"})
-    community = fields.String(validate=validate.Regexp(r"^[0-9]{12}$"),
-                              metadata={"description": "community code (12 digits)"})
-    bbox = fields.String(metadata={"description": "minLon,minLat,maxLon,maxLat (CGCS2000)",
-                                   "example": "113.70,22.95,113.80,23.05"})
-    geometry = fields.Boolean(load_default=True,
-                              metadata={"description": "false leaves geometry out (lighter)"})
+    town = fields.String(
+        validate=validate.Regexp(r"^[0-9]{9}$"), metadata={"description": "town code (9 digits)"}
+    )
+    community = fields.String(
+        validate=validate.Regexp(r"^[0-9]{12}$"),
+        metadata={"description": "community code (12 digits)"},
+    )
+    bbox = fields.String(
+        metadata={
+            "description": "minLon,minLat,maxLon,maxLat (CGCS2000)",
+            "example": "113.70,22.95,113.80,23.05",
+        }
+    )
+    geometry = fields.Boolean(
+        load_default=True, metadata={"description": "false leaves geometry out (lighter)"}
+    )
 
 
 class FeatureSchema(Schema):
@@ -43,9 +51,11 @@ class FeatureCollectionSchema(Schema):
 class LocateQuery(StrictQuery):
     lon = fields.Float(required=True, validate=validate.Range(-180, 180), allow_nan=False)
     lat = fields.Float(required=True, validate=validate.Range(-90, 90), allow_nan=False)
-    crs = fields.String(load_default="wgs84",
-                        validate=validate.OneOf([*CRS_NAMES, *(c.upper() for c in CRS_NAMES)]),
-                        metadata={"description": CRS_FIELD_DOC})
+    crs = fields.String(
+        load_default="wgs84",
+        validate=validate.OneOf([*CRS_NAMES, *(c.upper() for c in CRS_NAMES)]),
+        metadata={"description": CRS_FIELD_DOC},
+    )
 
 
 class NamedCode(Schema):
@@ -67,39 +77,63 @@ class QaQuery(StrictQuery):
         fields.String(validate=validate.OneOf(["city", "town", "community", "cell"])),
         metadata={"description": "levels to check (repeatable); default town, community, cell"},
     )
-    tolerance_m2 = fields.Float(load_default=1.0, validate=validate.Range(0, 1e6),
-                                metadata={"description": "overlaps/gaps below this are noise"})
-    sliver_m2 = fields.Float(load_default=100.0, validate=validate.Range(0, 1e7),
-                             metadata={"description": "polygon parts below this are slivers"})
-    limit = fields.Integer(load_default=200, validate=validate.Range(1, 5000),
-                           metadata={"description": "max items per list (counts stay complete)"})
+    tolerance_m2 = fields.Float(
+        load_default=1.0,
+        validate=validate.Range(0, 1e6),
+        metadata={"description": "overlaps/gaps below this are noise"},
+    )
+    sliver_m2 = fields.Float(
+        load_default=100.0,
+        validate=validate.Range(0, 1e7),
+        metadata={"description": "polygon parts below this are slivers"},
+    )
+    limit = fields.Integer(
+        load_default=200,
+        validate=validate.Range(1, 5000),
+        metadata={"description": "max items per list (counts stay complete)"},
+    )
 
 
 class ImportForm(Schema):
-    level = fields.String(required=True,
-                          validate=validate.OneOf(["city", "town", "community", "cell"]))
+    level = fields.String(
+        required=True, validate=validate.OneOf(["city", "town", "community", "cell"])
+    )
     code_field = fields.String(load_default="code", validate=validate.Length(1, 64))
     name_field = fields.String(load_default="name", validate=validate.Length(1, 64))
     parent_field = fields.String(
-        load_default="parent_code", validate=validate.Length(0, 64),
-        metadata={"description": "property with the parent's code; empty → found spatially"})
-    crs = fields.String(load_default="wgs84",
-                        validate=validate.OneOf([*CRS_NAMES, *(c.upper() for c in CRS_NAMES)]),
-                        metadata={"description": CRS_FIELD_DOC})
-    repair = fields.Boolean(load_default=False, metadata={
-        "description": "repair invalid rings, cut overlaps, clip to parent, fill gaps, accept"})
-    partial = fields.Boolean(load_default=False, metadata={
-        "description": "apply valid features even when others are rejected"})
+        load_default="parent_code",
+        validate=validate.Length(0, 64),
+        metadata={"description": "property with the parent's code; empty → found spatially"},
+    )
+    crs = fields.String(
+        load_default="wgs84",
+        validate=validate.OneOf([*CRS_NAMES, *(c.upper() for c in CRS_NAMES)]),
+        metadata={"description": CRS_FIELD_DOC},
+    )
+    repair = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "repair invalid rings, cut overlaps, clip to parent, fill gaps, accept"
+        },
+    )
+    partial = fields.Boolean(
+        load_default=False,
+        metadata={"description": "apply valid features even when others are rejected"},
+    )
     dry_run = fields.Boolean(load_default=False)
-    encoding = fields.String(validate=validate.Length(1, 32), metadata={
-        "description": "attribute encoding of a Shapefile without .cpg, e.g. GBK"})
+    encoding = fields.String(
+        validate=validate.Length(1, 32),
+        metadata={"description": "attribute encoding of a Shapefile without .cpg, e.g. GBK"},
+    )
     tolerance_m2 = fields.Float(load_default=1.0, validate=validate.Range(0, 1e6))
     sliver_m2 = fields.Float(load_default=100.0, validate=validate.Range(0, 1e7))
 
 
 class ImportFile(Schema):
-    file = Upload(required=True, metadata={
-        "description": "GeoJSON (.geojson/.json) or zipped Shapefile (.zip)"})
+    file = Upload(
+        required=True,
+        metadata={"description": "GeoJSON (.geojson/.json) or zipped Shapefile (.zip)"},
+    )
 
 
 class ImportSchema(Schema):

@@ -32,7 +32,5 @@ class AppUser(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
     created_at: Mapped[datetime] = created_at_column()
     __table_args__ = (
-        CheckConstraint(
-            "role IN (" + ",".join(f"'{r}'" for r in ROLES) + ")", name="role"
-        ),
+        CheckConstraint("role IN (" + ",".join(f"'{r}'" for r in ROLES) + ")", name="role"),
     )

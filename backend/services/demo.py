@@ -35,18 +35,25 @@ def load_demo(session: Session, password: str, seed: int = 20171109) -> DemoResu
     _insert(session, "town", city.towns, None)
     _insert(session, "community", city.communities, "town_code")
     _insert(session, "grid_cell", city.cells, "community_code")
-    session.execute(text(
-        "UPDATE grid_cell c SET town_code = m.town_code FROM community m "
-        "WHERE m.code = c.community_code"
-    ))
-    for level, table, parent in (("city", "city", "NULL"), ("town", "town", f"'{CITY_CODE}'"),
-                                 ("community", "community", "town_code"),
-                                 ("cell", "grid_cell", "community_code")):
-        session.execute(text(
-            f"INSERT INTO grid_boundary_version (level, code, name, parent_code, geom, version, "
-            f"valid_from) SELECT '{level}', code, name, {parent}, geom, version, valid_from "
-            f"FROM {table}"
-        ))
+    session.execute(
+        text(
+            "UPDATE grid_cell c SET town_code = m.town_code FROM community m "
+            "WHERE m.code = c.community_code"
+        )
+    )
+    for level, table, parent in (
+        ("city", "city", "NULL"),
+        ("town", "town", f"'{CITY_CODE}'"),
+        ("community", "community", "town_code"),
+        ("cell", "grid_cell", "community_code"),
+    ):
+        session.execute(
+            text(
+                f"INSERT INTO grid_boundary_version "
+                f"(level, code, name, parent_code, geom, version, valid_from) "
+                f"SELECT '{level}', code, name, {parent}, geom, version, valid_from FROM {table}"
+            )
+        )
     accounts = _ensure_accounts(session, password)
     return DemoResult(True, len(city.towns), len(city.communities), len(city.cells), accounts)
 
@@ -54,22 +61,27 @@ def load_demo(session: Session, password: str, seed: int = 20171109) -> DemoResu
 def _insert(session: Session, table: str, areas: list[Area], parent_column: str | None) -> None:
     cols = "code, name, geom" + (f", {parent_column}" if parent_column else "")
     vals = ":code, :name, ST_SetSRID(ST_GeomFromWKB(:wkb), 4490)" + (
-        ", :parent" if parent_column else "")
+        ", :parent" if parent_column else ""
+    )
     if table == "grid_cell":  # town_code is filled from the community right after
         cols += ", town_code"
         vals += ", substr(:parent, 1, 9)"
     session.execute(
         text(f"INSERT INTO {table} ({cols}) VALUES ({vals})"),
-        [{"code": a.code, "name": a.name, "wkb": shapely.to_wkb(a.geom), "parent": a.parent_code}
-         for a in areas],
+        [
+            {"code": a.code, "name": a.name, "wkb": shapely.to_wkb(a.geom), "parent": a.parent_code}
+            for a in areas
+        ],
     )
 
 
 def _counts(session: Session) -> tuple[int, int, int]:
-    row = session.execute(text(
-        "SELECT (SELECT count(*) FROM town), (SELECT count(*) FROM community), "
-        "(SELECT count(*) FROM grid_cell)"
-    )).one()
+    row = session.execute(
+        text(
+            "SELECT (SELECT count(*) FROM town), (SELECT count(*) FROM community), "
+            "(SELECT count(*) FROM grid_cell)"
+        )
+    ).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 

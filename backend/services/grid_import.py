@@ -72,8 +72,9 @@ def import_boundaries(
     try:
         source_crs = geocrs.normalize_crs(options.crs)
     except ValueError as exc:
-        raise InvalidInput(str(exc), errors=[{"in": "form", "field": "crs",
-                                              "messages": [str(exc)]}]) from exc
+        raise InvalidInput(
+            str(exc), errors=[{"in": "form", "field": "crs", "messages": [str(exc)]}]
+        ) from exc
     try:
         read = read_features(data, source_name, options.encoding)
     except ReadError as exc:
@@ -81,9 +82,15 @@ def import_boundaries(
     if not read.features:
         raise InvalidInput("The file contains no features.")
 
-    record = GridImport(level=level.name, source_name=source_name, source_crs=source_crs,
-                        options=asdict(options), status="rejected", report={},
-                        created_by=user_id)
+    record = GridImport(
+        level=level.name,
+        source_name=source_name,
+        source_crs=source_crs,
+        options=asdict(options),
+        status="rejected",
+        report={},
+        created_by=user_id,
+    )
     session.add(record)
     session.flush()
 
@@ -96,8 +103,9 @@ def import_boundaries(
         _stage(session, level, prepared)
         invalid = _repair_invalid(session, level, rejected)
         _resolve_parents(session, level, rejected)
-        session.execute(text("DELETE FROM qa_subject WHERE focus AND idx = ANY(:bad)"),
-                        {"bad": list(rejected)})
+        session.execute(
+            text("DELETE FROM qa_subject WHERE focus AND idx = ANY(:bad)"), {"bad": list(rejected)}
+        )
         fill_parents(session, level)
         index_subject(session)
         qa = run_checks(session, thresholds, all_parents=False)
@@ -131,8 +139,13 @@ def import_boundaries(
     record.report = {
         "status": status,
         "level": level.name,
-        "source": {"name": source_name, "driver": read.driver, "declared_crs": read.source_crs,
-                   "crs": source_crs, "notes": read.notes},
+        "source": {
+            "name": source_name,
+            "driver": read.driver,
+            "declared_crs": read.source_crs,
+            "crs": source_crs,
+            "notes": read.notes,
+        },
         "features": {
             "read": len(read.features),
             "accepted": len(prepared) - len(rejected) if accepted else 0,
@@ -161,7 +174,8 @@ def _prepare(
 
     def reject(f: RawFeature, code: str | None, reason: str) -> None:
         rejected.setdefault(f.index, {"index": f.index, "code": code, "reasons": []})[
-            "reasons"].append(reason)
+            "reasons"
+        ].append(reason)
 
     codes = Counter(_text(f.properties.get(options.code_field)) for f in features)
     projected = _projected_transformer(declared_crs)
@@ -188,8 +202,12 @@ def _prepare(
                 geom = shapely.transform(geom, projected)
             geom = geocrs.transform_geometry(geom, source_crs, "cgcs2000")
             if not _within_china(geom):
-                reject(f, code, "coordinates are outside China's lon/lat range "
-                                "(projected coordinates need a .prj or a conversion first)")
+                reject(
+                    f,
+                    code,
+                    "coordinates are outside China's lon/lat range "
+                    "(projected coordinates need a .prj or a conversion first)",
+                )
         if f.index not in rejected and geom is not None:
             out.append(_Prepared(f.index, code or "", name or "", parent, geom))
     return out
@@ -198,100 +216,143 @@ def _prepare(
 def _stage(session: Session, level: Level, prepared: list[_Prepared]) -> None:
     """Load the features into qa_subject (focus) beside the level's other current features."""
     session.execute(text("DROP TABLE IF EXISTS grid_stage"))
-    session.execute(text(
-        "CREATE TEMP TABLE grid_stage (idx int PRIMARY KEY, code text, name text, "
-        "parent_code text, raw geometry) ON COMMIT DROP"
-    ))
+    session.execute(
+        text(
+            "CREATE TEMP TABLE grid_stage (idx int PRIMARY KEY, code text, name text, "
+            "parent_code text, raw geometry) ON COMMIT DROP"
+        )
+    )
     if prepared:
         session.execute(
-            text("INSERT INTO grid_stage VALUES (:idx, :code, :name, :parent, "
-                 "ST_SetSRID(ST_GeomFromWKB(:wkb), 4490))"),
-            [{"idx": p.index, "code": p.code, "name": p.name, "parent": p.parent_code,
-              "wkb": shapely.to_wkb(p.geom)} for p in prepared],
+            text(
+                "INSERT INTO grid_stage VALUES (:idx, :code, :name, :parent, "
+                "ST_SetSRID(ST_GeomFromWKB(:wkb), 4490))"
+            ),
+            [
+                {
+                    "idx": p.index,
+                    "code": p.code,
+                    "name": p.name,
+                    "parent": p.parent_code,
+                    "wkb": shapely.to_wkb(p.geom),
+                }
+                for p in prepared
+            ],
         )
-    parent_col = level.parent_column or ("NULL" if level.name == "city" else
-                                         "(SELECT min(code) FROM city)")
-    session.execute(text(
-        f"INSERT INTO qa_subject (code, parent_code, geom, focus) "
-        f"SELECT code, {parent_col}, geom, false FROM {level.table} t "
-        f"WHERE NOT EXISTS (SELECT 1 FROM grid_stage s WHERE s.code = t.code)"
-    ))
+    parent_col = level.parent_column or (
+        "NULL" if level.name == "city" else "(SELECT min(code) FROM city)"
+    )
+    session.execute(
+        text(
+            f"INSERT INTO qa_subject (code, parent_code, geom, focus) "
+            f"SELECT code, {parent_col}, geom, false FROM {level.table} t "
+            f"WHERE NOT EXISTS (SELECT 1 FROM grid_stage s WHERE s.code = t.code)"
+        )
+    )
 
 
 def _repair_invalid(
     session: Session, level: Level, rejected: dict[int, dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Report invalid rings with their repaired form, and stage the repaired geometry."""
-    invalid = [dict(r._mapping) for r in session.execute(text(
-        "SELECT idx AS index, code, reason(d) AS reason, "
-        "ST_AsGeoJSON(location(d), 7)::json AS location, "
-        "ST_AsGeoJSON(ST_Multi(ST_CollectionExtract(ST_MakeValid(raw), 3)), 7)::json "
-        "AS repaired "
-        "FROM grid_stage, ST_IsValidDetail(raw) d WHERE NOT valid(d) ORDER BY idx"
-    ))]
-    session.execute(text(
-        "INSERT INTO qa_subject (code, idx, parent_code, geom, focus) "
-        "SELECT code, idx, nullif(parent_code, ''), "
-        "       ST_Multi(ST_CollectionExtract(ST_MakeValid(raw), 3)), true "
-        "FROM grid_stage"
-    ))
-    for r in session.execute(text(
-        "SELECT idx, code FROM qa_subject WHERE focus AND (ST_IsEmpty(geom) OR ST_Area(geom) = 0)"
-    )):
-        rejected[r.idx] = {"index": r.idx, "code": r.code,
-                           "reasons": ["geometry has no area left once made valid"]}
+    invalid = [
+        dict(r._mapping)
+        for r in session.execute(
+            text(
+                "SELECT idx AS index, code, reason(d) AS reason, "
+                "ST_AsGeoJSON(location(d), 7)::json AS location, "
+                "ST_AsGeoJSON(ST_Multi(ST_CollectionExtract(ST_MakeValid(raw), 3)), 7)::json "
+                "AS repaired "
+                "FROM grid_stage, ST_IsValidDetail(raw) d WHERE NOT valid(d) ORDER BY idx"
+            )
+        )
+    ]
+    session.execute(
+        text(
+            "INSERT INTO qa_subject (code, idx, parent_code, geom, focus) "
+            "SELECT code, idx, nullif(parent_code, ''), "
+            "       ST_Multi(ST_CollectionExtract(ST_MakeValid(raw), 3)), true "
+            "FROM grid_stage"
+        )
+    )
+    for r in session.execute(
+        text(
+            "SELECT idx, code FROM qa_subject "
+            "WHERE focus AND (ST_IsEmpty(geom) OR ST_Area(geom) = 0)"
+        )
+    ):
+        rejected[r.idx] = {
+            "index": r.idx,
+            "code": r.code,
+            "reasons": ["geometry has no area left once made valid"],
+        }
     return invalid
 
 
-def _resolve_parents(
-    session: Session, level: Level, rejected: dict[int, dict[str, Any]]
-) -> None:
+def _resolve_parents(session: Session, level: Level, rejected: dict[int, dict[str, Any]]) -> None:
     parent = level.parent_level
     if parent is None:
         session.execute(text("UPDATE qa_subject SET parent_code = NULL WHERE focus"))
         return
     # A missing parent: the one holding the feature's point-on-surface, else the one sharing
     # the largest area with it.
-    session.execute(text(
-        f"UPDATE qa_subject s SET parent_code = ("
-        f"  SELECT p.code FROM {parent.table} p WHERE ST_Intersects(p.geom, s.geom) "
-        f"  ORDER BY ST_Intersects(p.geom, ST_PointOnSurface(s.geom)) DESC, "
-        f"           ST_Area(ST_Intersection(p.geom, s.geom)) DESC, p.code LIMIT 1) "
-        f"WHERE s.focus AND s.parent_code IS NULL"
-    ))
-    for r in session.execute(text(
-        f"SELECT s.idx, s.code, s.parent_code FROM qa_subject s WHERE s.focus AND "
-        f"(s.parent_code IS NULL OR NOT EXISTS "
-        f" (SELECT 1 FROM {parent.table} p WHERE p.code = s.parent_code))"
-    )):
+    session.execute(
+        text(
+            f"UPDATE qa_subject s SET parent_code = ("
+            f"  SELECT p.code FROM {parent.table} p WHERE ST_Intersects(p.geom, s.geom) "
+            f"  ORDER BY ST_Intersects(p.geom, ST_PointOnSurface(s.geom)) DESC, "
+            f"           ST_Area(ST_Intersection(p.geom, s.geom)) DESC, p.code LIMIT 1) "
+            f"WHERE s.focus AND s.parent_code IS NULL"
+        )
+    )
+    for r in session.execute(
+        text(
+            f"SELECT s.idx, s.code, s.parent_code FROM qa_subject s WHERE s.focus AND "
+            f"(s.parent_code IS NULL OR NOT EXISTS "
+            f" (SELECT 1 FROM {parent.table} p WHERE p.code = s.parent_code))"
+        )
+    ):
         if level.name == "town" and r.parent_code is None:
             continue  # towns may come before the city outline
-        reason = (f"unknown parent {parent.name} {r.parent_code!r}" if r.parent_code
-                  else f"no {parent.name} contains this feature")
+        reason = (
+            f"unknown parent {parent.name} {r.parent_code!r}"
+            if r.parent_code
+            else f"no {parent.name} contains this feature"
+        )
         rejected.setdefault(r.idx, {"index": r.idx, "code": r.code, "reasons": []})[
-            "reasons"].append(reason)
+            "reasons"
+        ].append(reason)
 
 
 def _repair_topology(session: Session) -> dict[str, list[str]]:
     """Cut overlaps, clip to the parent, fill gaps; returns the codes each step changed."""
     cut = [r.code for r in session.execute(text(topology.CUT_OVERLAPS))]
-    clipped = [r.code for r in session.execute(text(
-        "UPDATE qa_subject s SET geom = ST_Multi(ST_CollectionExtract("
-        "  ST_MakeValid(ST_Intersection(s.geom, p.geom)), 3)) "
-        "FROM qa_parent p WHERE s.focus AND p.code = s.parent_code "
-        "AND NOT ST_CoveredBy(s.geom, p.geom) "
-        "AND ST_Area(ST_Difference(s.geom, p.geom)::geography) > 0 RETURNING s.code"
-    ))]
+    clipped = [
+        r.code
+        for r in session.execute(
+            text(
+                "UPDATE qa_subject s SET geom = ST_Multi(ST_CollectionExtract("
+                "  ST_MakeValid(ST_Intersection(s.geom, p.geom)), 3)) "
+                "FROM qa_parent p WHERE s.focus AND p.code = s.parent_code "
+                "AND NOT ST_CoveredBy(s.geom, p.geom) "
+                "AND gp_area_m2(ST_Difference(s.geom, p.geom)) > 0 RETURNING s.code"
+            )
+        )
+    ]
     filled = [r.code for r in session.execute(text(topology.FILL_GAPS))]
-    return {"overlaps_cut": sorted(cut), "clipped_to_parent": sorted(clipped),
-            "gaps_filled": sorted(filled)}
+    return {
+        "overlaps_cut": sorted(cut),
+        "clipped_to_parent": sorted(clipped),
+        "gaps_filled": sorted(filled),
+    }
 
 
 def _changes_sql(level: Level) -> str:
-    parent_diff = (f"OR t.{level.parent_column} IS DISTINCT FROM s.parent_code"
-                   if level.parent_column else "")
+    parent_diff = (
+        f"OR t.{level.parent_column} IS DISTINCT FROM s.parent_code" if level.parent_column else ""
+    )
     return (
-        f"SELECT s.code, s.name, s.parent_code, s.geom, (t.code IS NULL) AS is_new "
+        f"SELECT s.code, s.parent_code, s.geom, (t.code IS NULL) AS is_new "
         f"FROM qa_subject s JOIN grid_stage g ON g.code = s.code "
         f"LEFT JOIN {level.table} t ON t.code = s.code "
         f"WHERE s.focus AND (t.code IS NULL OR t.name IS DISTINCT FROM g.name {parent_diff} "
@@ -300,30 +361,45 @@ def _changes_sql(level: Level) -> str:
 
 
 def _count_changes(session: Session, level: Level) -> dict[str, int]:
-    row = session.execute(text(
-        f"SELECT count(*) FILTER (WHERE is_new) AS created, "
-        f"count(*) FILTER (WHERE NOT is_new) AS updated FROM ({_changes_sql(level)}) c"
-    )).one()
+    row = session.execute(
+        text(
+            f"SELECT count(*) FILTER (WHERE is_new) AS created, "
+            f"count(*) FILTER (WHERE NOT is_new) AS updated FROM ({_changes_sql(level)}) c"
+        )
+    ).one()
     total = session.scalar(text("SELECT count(*) FROM qa_subject WHERE focus"))
-    return {"created": row.created, "updated": row.updated,
-            "unchanged": total - row.created - row.updated}
+    return {
+        "created": row.created,
+        "updated": row.updated,
+        "unchanged": total - row.created - row.updated,
+    }
 
 
 def _apply(session: Session, level: Level, import_id: int) -> dict[str, int]:
     """Upsert changed features and version their boundaries, set-based."""
     counts = _count_changes(session, level)
+    # One instant for the whole import: every boundary it changes takes effect together.
+    now = session.scalar(text("SELECT clock_timestamp()"))
     session.execute(text("DROP TABLE IF EXISTS grid_changes"))
-    session.execute(text(
-        f"CREATE TEMP TABLE grid_changes ON COMMIT DROP AS "
-        f"SELECT c.*, g.name AS new_name FROM ({_changes_sql(level)}) c "
-        f"JOIN grid_stage g USING (code)"
-    ))
-    session.execute(text(
-        "UPDATE grid_boundary_version h SET valid_to = clock_timestamp() "
-        "FROM grid_changes c WHERE h.level = :level AND h.code = c.code AND h.valid_to IS NULL"
-    ), {"level": level.name})
-    cols, vals, sets = ["code", "name", "geom"], ["c.code", "c.new_name", "c.geom"], [
-        "name = EXCLUDED.name", "geom = EXCLUDED.geom"]
+    session.execute(
+        text(
+            f"CREATE TEMP TABLE grid_changes ON COMMIT DROP AS "
+            f"SELECT c.*, g.name AS new_name FROM ({_changes_sql(level)}) c "
+            f"JOIN grid_stage g USING (code)"
+        )
+    )
+    session.execute(
+        text(
+            "UPDATE grid_boundary_version h SET valid_to = :now "
+            "FROM grid_changes c WHERE h.level = :level AND h.code = c.code AND h.valid_to IS NULL"
+        ),
+        {"level": level.name, "now": now},
+    )
+    cols, vals, sets = (
+        ["code", "name", "geom"],
+        ["c.code", "c.new_name", "c.geom"],
+        ["name = EXCLUDED.name", "geom = EXCLUDED.geom"],
+    )
     if level.parent_column:
         cols.append(level.parent_column)
         vals.append("c.parent_code")
@@ -332,20 +408,29 @@ def _apply(session: Session, level: Level, import_id: int) -> dict[str, int]:
         cols.append("town_code")
         vals.append("(SELECT town_code FROM community WHERE code = c.parent_code)")
         sets.append("town_code = EXCLUDED.town_code")
-    session.execute(text(
-        f"INSERT INTO {level.table} ({', '.join(cols)}, valid_from) "
-        f"SELECT {', '.join(vals)}, clock_timestamp() FROM grid_changes c "
-        f"ON CONFLICT (code) DO UPDATE SET {', '.join(sets)}, "
-        f"version = {level.table}.version + 1, valid_from = EXCLUDED.valid_from"
-    ))
-    parent_expr = (f"t.{level.parent_column}" if level.parent_column else
-                   ("NULL" if level.name == "city" else "(SELECT min(code) FROM city)"))
-    session.execute(text(
-        f"INSERT INTO grid_boundary_version "
-        f"(level, code, name, parent_code, geom, version, valid_from, import_id) "
-        f"SELECT :level, t.code, t.name, {parent_expr}, t.geom, t.version, t.valid_from, :imp "
-        f"FROM {level.table} t JOIN grid_changes c USING (code)"
-    ), {"level": level.name, "imp": import_id})
+    session.execute(
+        text(
+            f"INSERT INTO {level.table} ({', '.join(cols)}, valid_from) "
+            f"SELECT {', '.join(vals)}, :now FROM grid_changes c "
+            f"ON CONFLICT (code) DO UPDATE SET {', '.join(sets)}, "
+            f"version = {level.table}.version + 1, valid_from = EXCLUDED.valid_from"
+        ),
+        {"now": now},
+    )
+    parent_expr = (
+        f"t.{level.parent_column}"
+        if level.parent_column
+        else ("NULL" if level.name == "city" else "(SELECT min(code) FROM city)")
+    )
+    session.execute(
+        text(
+            f"INSERT INTO grid_boundary_version "
+            f"(level, code, name, parent_code, geom, version, valid_from, import_id) "
+            f"SELECT :level, t.code, t.name, {parent_expr}, t.geom, t.version, t.valid_from, :imp "
+            f"FROM {level.table} t JOIN grid_changes c USING (code)"
+        ),
+        {"level": level.name, "imp": import_id},
+    )
     return counts
 
 
@@ -368,8 +453,10 @@ def _summary(
         return []
     out = []
     if rejected and not options.partial:
-        out.append(f"{len(rejected)} feature(s) rejected; nothing was applied "
-                   "(pass partial=true to apply the others).")
+        out.append(
+            f"{len(rejected)} feature(s) rejected; nothing was applied "
+            "(pass partial=true to apply the others)."
+        )
     if errors:
         listed = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in errors.items())
         hint = "" if options.repair else " (pass repair=true to repair and accept)"

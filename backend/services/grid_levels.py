@@ -24,13 +24,25 @@ class Level:
 
 LEVELS: dict[str, Level] = {
     "city": Level("city", "city", None, None, re.compile(r"^[0-9]{6}$"), "6 digits, e.g. 441900"),
-    "town": Level("town", "town", "city", None, re.compile(r"^[0-9]{9}$"),
-                  "9 digits, e.g. 441900003"),
-    "community": Level("community", "community", "town", "town_code",
-                       re.compile(r"^[0-9]{12}$"), "12 digits, e.g. 441900003001"),
-    "cell": Level("cell", "grid_cell", "community", "community_code",
-                  re.compile(r"^[0-9A-Za-z_-]{1,32}$"),
-                  "1–32 letters, digits, '-' or '_', e.g. 441900003001001"),
+    "town": Level(
+        "town", "town", "city", None, re.compile(r"^[0-9]{9}$"), "9 digits, e.g. 441900003"
+    ),
+    "community": Level(
+        "community",
+        "community",
+        "town",
+        "town_code",
+        re.compile(r"^[0-9]{12}$"),
+        "12 digits, e.g. 441900003001",
+    ),
+    "cell": Level(
+        "cell",
+        "grid_cell",
+        "community",
+        "community_code",
+        re.compile(r"^[0-9A-Za-z_-]{1,32}$"),
+        "1–32 letters, digits, '-' or '_', e.g. 441900003001001",
+    ),
 }
 
 

@@ -25,14 +25,18 @@ class QaThresholds:
 def create_qa_relations(session: Session) -> None:
     """Empty temp relations for geo.topology; dropped at commit, recreated if already there."""
     session.execute(text("DROP TABLE IF EXISTS qa_subject, qa_parent"))
-    session.execute(text(
-        "CREATE TEMP TABLE qa_subject (code text PRIMARY KEY, idx int, parent_code text, "
-        "geom geometry(MultiPolygon, 4490) NOT NULL, focus boolean NOT NULL) ON COMMIT DROP"
-    ))
-    session.execute(text(
-        "CREATE TEMP TABLE qa_parent (code text PRIMARY KEY, "
-        "geom geometry(MultiPolygon, 4490) NOT NULL) ON COMMIT DROP"
-    ))
+    session.execute(
+        text(
+            "CREATE TEMP TABLE qa_subject (code text PRIMARY KEY, idx int, parent_code text, "
+            "geom geometry(MultiPolygon, 4490) NOT NULL, focus boolean NOT NULL) ON COMMIT DROP"
+        )
+    )
+    session.execute(
+        text(
+            "CREATE TEMP TABLE qa_parent (code text PRIMARY KEY, "
+            "geom geometry(MultiPolygon, 4490) NOT NULL) ON COMMIT DROP"
+        )
+    )
 
 
 def fill_parents(session: Session, level: Level) -> None:
@@ -47,12 +51,14 @@ def index_subject(session: Session) -> None:
     session.execute(text("ANALYZE qa_subject"))
 
 
-def run_checks(
-    session: Session, thresholds: QaThresholds, *, all_parents: bool
-) -> dict[str, Any]:
+def run_checks(session: Session, thresholds: QaThresholds, *, all_parents: bool) -> dict[str, Any]:
     """Run every check over qa_subject/qa_parent; returns lists plus complete counts."""
-    params = {"tol": thresholds.tolerance_m2, "sliver": thresholds.sliver_m2,
-              "limit": 1_000_000, "all_parents": all_parents}
+    params = {
+        "tol": thresholds.tolerance_m2,
+        "sliver": thresholds.sliver_m2,
+        "limit": 1_000_000,
+        "all_parents": all_parents,
+    }
     report: dict[str, Any] = {}
     for name, sql in (
         ("overlaps", topology.OVERLAPS),
@@ -73,26 +79,35 @@ def level_qa(session: Session, level_name: str, thresholds: QaThresholds) -> dic
     parent_col = level.parent_column or "NULL"
     if level.name == "town":
         parent_col = "(SELECT min(code) FROM city)"
-    session.execute(text(
-        f"INSERT INTO qa_subject (code, parent_code, geom, focus) "
-        f"SELECT code, {parent_col}, geom, true FROM {level.table}"
-    ))
+    session.execute(
+        text(
+            f"INSERT INTO qa_subject (code, parent_code, geom, focus) "
+            f"SELECT code, {parent_col}, geom, true FROM {level.table}"
+        )
+    )
     fill_parents(session, level)
     index_subject(session)
-    invalid = [dict(r._mapping) for r in session.execute(text(
-        f"SELECT code, ST_IsValidReason(geom) AS reason FROM {level.table} "
-        f"WHERE NOT ST_IsValid(geom) ORDER BY code LIMIT :limit"
-    ), {"limit": thresholds.limit})]
-    counts = session.execute(text(
-        f"SELECT count(*) AS features, "
-        f"coalesce(round(sum(ST_Area(geom::geography))::numeric, 0), 0)::float AS area_m2 "
-        f"FROM {level.table}"
-    )).one()
+    invalid = [
+        dict(r._mapping)
+        for r in session.execute(
+            text(
+                f"SELECT code, ST_IsValidReason(geom) AS reason FROM {level.table} "
+                f"WHERE NOT ST_IsValid(geom) ORDER BY code LIMIT :limit"
+            ),
+            {"limit": thresholds.limit},
+        )
+    ]
+    counts = session.execute(
+        text(
+            f"SELECT count(*) AS features, "
+            f"coalesce(round(sum(gp_area_m2(geom))::numeric, 0), 0)::float AS area_m2 "
+            f"FROM {level.table}"
+        )
+    ).one()
     report = run_checks(session, thresholds, all_parents=True)
     report["invalid"] = invalid
     report["invalid_count"] = len(invalid)
-    report = {"level": level.name, "features": counts.features, "area_m2": counts.area_m2,
-              **report}
+    report = {"level": level.name, "features": counts.features, "area_m2": counts.area_m2, **report}
     report["ok"] = all(report[f"{c}_count"] == 0 for c in ERROR_CHECKS)
     report["thresholds"] = thresholds.__dict__
     return report

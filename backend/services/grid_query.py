@@ -25,8 +25,12 @@ BOUNDARY_RULE = (
 
 
 def _properties_sql(level: Level, alias: str = "t") -> str:
-    props = [f"'code', {alias}.code", f"'name', {alias}.name", f"'version', {alias}.version",
-             f"'valid_from', {alias}.valid_from"]
+    props = [
+        f"'code', {alias}.code",
+        f"'name', {alias}.name",
+        f"'version', {alias}.version",
+        f"'valid_from', {alias}.valid_from",
+    ]
     if level.name == "cell":
         props += [f"'community_code', {alias}.community_code", f"'town_code', {alias}.town_code"]
     elif level.name == "community":
@@ -57,10 +61,16 @@ def parse_bbox(raw: str | None) -> tuple[float, float, float, float] | None:
             "bbox must be minLon,minLat,maxLon,maxLat with min < max.",
             errors=[{"in": "query", "field": "bbox", "messages": ["malformed bbox"]}],
         )
-    if not (-180 <= values[0] <= 180 and -180 <= values[2] <= 180
-            and -90 <= values[1] <= 90 and -90 <= values[3] <= 90):
-        raise InvalidInput("bbox is outside lon/lat range.",
-                           errors=[{"in": "query", "field": "bbox", "messages": ["out of range"]}])
+    if not (
+        -180 <= values[0] <= 180
+        and -180 <= values[2] <= 180
+        and -90 <= values[1] <= 90
+        and -90 <= values[3] <= 90
+    ):
+        raise InvalidInput(
+            "bbox is outside lon/lat range.",
+            errors=[{"in": "query", "field": "bbox", "messages": ["out of range"]}],
+        )
     return values  # type: ignore[return-value]
 
 
@@ -91,42 +101,60 @@ def list_features(
             where.append("t.community_code = :community")
         params["community"] = community
     if bbox:
-        where.append("t.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490) AND "
-                     "ST_Intersects(t.geom, ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490))")
+        where.append(
+            "t.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490) AND "
+            "ST_Intersects(t.geom, ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490))"
+        )
         params.update(dict(zip(("x0", "y0", "x1", "y1"), bbox, strict=True)))
     clause = " AND ".join(where)
     total = session.scalar(text(f"SELECT count(*) FROM {level.table} t WHERE {clause}"), params)
-    feature = _feature_sql(level) if with_geometry else (
-        f"json_build_object('type', 'Feature', 'id', t.code, 'geometry', NULL, "
-        f"'properties', {_properties_sql(level)})")
-    rows = session.scalars(text(
-        f"SELECT {feature} FROM {level.table} t WHERE {clause} "
-        f"ORDER BY t.code OFFSET :offset LIMIT :limit"
-    ), params).all()
+    feature = (
+        _feature_sql(level)
+        if with_geometry
+        else (
+            f"json_build_object('type', 'Feature', 'id', t.code, 'geometry', NULL, "
+            f"'properties', {_properties_sql(level)})"
+        )
+    )
+    rows = session.scalars(
+        text(
+            f"SELECT {feature} FROM {level.table} t WHERE {clause} "
+            f"ORDER BY t.code OFFSET :offset LIMIT :limit"
+        ),
+        params,
+    ).all()
     return list(rows), int(total or 0)
 
 
 def get_feature(session: Session, level_name: str, code: str) -> dict[str, Any]:
     """One area with its parents, area in m², and (for cells) its neighbours."""
     level = get_level(level_name)
-    extra = "jsonb_build_object('area_m2', round(ST_Area(t.geom::geography)::numeric, 1))"
+    extra = "jsonb_build_object('area_m2', round(gp_area_m2(t.geom)::numeric, 1))"
     feature = session.scalar(
-        text(f"SELECT {_feature_sql(level, extra_props=extra)} FROM {level.table} t "
-             f"WHERE t.code = :code"),
+        text(
+            f"SELECT {_feature_sql(level, extra_props=extra)} FROM {level.table} t "
+            f"WHERE t.code = :code"
+        ),
         {"code": code},
     )
     if feature is None:
         raise NotFound(f"No {level.name} with code {code!r}.")
     props = feature["properties"]
     props["parents"] = _parents(session, level, props)
-    props["neighbours"] = [dict(r._mapping) for r in session.execute(text(
-        f"SELECT n.code, n.name, round(ST_Length(ST_Intersection("
-        f"  ST_Boundary(t.geom), ST_Boundary(n.geom))::geography)::numeric, 1)::float "
-        f"  AS shared_boundary_m "
-        f"FROM {level.table} t JOIN {level.table} n "
-        f"  ON n.code <> t.code AND n.geom && t.geom AND ST_Intersects(n.geom, t.geom) "
-        f"WHERE t.code = :code ORDER BY n.code"
-    ), {"code": code})]
+    props["neighbours"] = [
+        dict(r._mapping)
+        for r in session.execute(
+            text(
+                f"SELECT n.code, n.name, round(ST_Length(ST_Intersection("
+                f"  ST_Boundary(t.geom), ST_Boundary(n.geom))::geography)::numeric, 1)::float "
+                f"  AS shared_boundary_m "
+                f"FROM {level.table} t JOIN {level.table} n "
+                f"  ON n.code <> t.code AND n.geom && t.geom AND ST_Intersects(n.geom, t.geom) "
+                f"WHERE t.code = :code ORDER BY n.code"
+            ),
+            {"code": code},
+        )
+    ]
     return feature
 
 
@@ -152,19 +180,25 @@ def locate(session: Session, lon: float, lat: float, crs: str = "wgs84") -> dict
     try:
         x, y = geocrs.to_cgcs2000(geocrs.normalize_crs(crs), lon, lat)
     except ValueError as exc:
-        raise InvalidInput(str(exc), errors=[{"in": "query", "field": "crs",
-                                              "messages": [str(exc)]}]) from exc
-    row = session.execute(text(
-        "SELECT c.code, c.name, c.community_code, m.name AS community_name, c.town_code, "
-        "       t.name AS town_name, ST_Intersects(ST_Boundary(c.geom), p.g) AS on_boundary "
-        "FROM (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4490) AS g) p "
-        "JOIN grid_cell c ON ST_Intersects(c.geom, p.g) "
-        "JOIN community m ON m.code = c.community_code JOIN town t ON t.code = c.town_code "
-        "ORDER BY c.code LIMIT 1"
-    ), {"x": x, "y": y}).first()
+        raise InvalidInput(
+            str(exc), errors=[{"in": "query", "field": "crs", "messages": [str(exc)]}]
+        ) from exc
+    row = session.execute(
+        text(
+            "SELECT c.code, c.name, c.community_code, m.name AS community_name, c.town_code, "
+            "       t.name AS town_name, ST_Intersects(ST_Boundary(c.geom), p.g) AS on_boundary "
+            "FROM (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4490) AS g) p "
+            "JOIN grid_cell c ON ST_Intersects(c.geom, p.g) "
+            "JOIN community m ON m.code = c.community_code JOIN town t ON t.code = c.town_code "
+            "ORDER BY c.code LIMIT 1"
+        ),
+        {"x": x, "y": y},
+    ).first()
     if row is None:
-        raise NotFound(f"The point ({lon}, {lat}) [{crs}] lies in no grid cell.",
-                       point={"lon": x, "lat": y, "crs": "cgcs2000"})
+        raise NotFound(
+            f"The point ({lon}, {lat}) [{crs}] lies in no grid cell.",
+            point={"lon": x, "lat": y, "crs": "cgcs2000"},
+        )
     return {
         "point": {"lon": round(x, 8), "lat": round(y, 8), "crs": "cgcs2000"},
         "town": {"code": row.town_code, "name": row.town_name},
@@ -178,16 +212,19 @@ def locate(session: Session, lon: float, lat: float, crs: str = "wgs84") -> dict
 def boundary_history(session: Session, level_name: str, code: str) -> list[dict[str, Any]]:
     """Every boundary version of one area, newest first, each as a GeoJSON Feature."""
     level = get_level(level_name)
-    rows = session.scalars(text(
-        f"SELECT json_build_object('type', 'Feature', 'id', h.id, "
-        f"'geometry', ST_AsGeoJSON(h.geom, {GEOJSON_DIGITS})::json, "
-        f"'properties', json_build_object('code', h.code, 'name', h.name, "
-        f"'parent_code', h.parent_code, 'version', h.version, 'valid_from', h.valid_from, "
-        f"'valid_to', h.valid_to, 'import_id', h.import_id, "
-        f"'area_m2', round(ST_Area(h.geom::geography)::numeric, 1))) "
-        f"FROM grid_boundary_version h WHERE h.level = :level AND h.code = :code "
-        f"ORDER BY h.valid_from DESC"
-    ), {"level": level.name, "code": code}).all()
+    rows = session.scalars(
+        text(
+            f"SELECT json_build_object('type', 'Feature', 'id', h.id, "
+            f"'geometry', ST_AsGeoJSON(h.geom, {GEOJSON_DIGITS})::json, "
+            f"'properties', json_build_object('code', h.code, 'name', h.name, "
+            f"'parent_code', h.parent_code, 'version', h.version, 'valid_from', h.valid_from, "
+            f"'valid_to', h.valid_to, 'import_id', h.import_id, "
+            f"'area_m2', round(gp_area_m2(h.geom)::numeric, 1))) "
+            f"FROM grid_boundary_version h WHERE h.level = :level AND h.code = :code "
+            f"ORDER BY h.valid_from DESC"
+        ),
+        {"level": level.name, "code": code},
+    ).all()
     if not rows:
         raise NotFound(f"No {level.name} with code {code!r}, now or in the past.")
     return list(rows)
@@ -195,8 +232,11 @@ def boundary_history(session: Session, level_name: str, code: str) -> list[dict[
 
 def cell_at(session: Session, lon: float, lat: float, when: datetime) -> str | None:
     """The cell that held a CGCS2000 point at a past moment: how old assignments are explained."""
-    return session.scalar(text(
-        "SELECT code FROM grid_boundary_version WHERE level = 'cell' AND valid_from <= :t "
-        "AND (valid_to IS NULL OR valid_to > :t) "
-        "AND ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4490)) ORDER BY code LIMIT 1"
-    ), {"t": when, "x": lon, "y": lat})
+    return session.scalar(
+        text(
+            "SELECT code FROM grid_boundary_version WHERE level = 'cell' AND valid_from <= :t "
+            "AND (valid_to IS NULL OR valid_to > :t) "
+            "AND ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4490)) ORDER BY code LIMIT 1"
+        ),
+        {"t": when, "x": lon, "y": lat},
+    )

@@ -19,8 +19,13 @@ def test_healthz_reports_versions(client):
 
 
 def test_healthz_503_when_database_unreachable():
-    app = create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none",
-                              secret_key="k" * 40, environment="test"))
+    app = create_app(
+        Settings(
+            database_url="postgresql://nobody@127.0.0.1:1/none",
+            secret_key="k" * 40,
+            environment="test",
+        )
+    )
     resp = app.test_client().get("/healthz")
     assert resp.status_code == 503
     assert resp.mimetype == PROBLEM
@@ -60,8 +65,7 @@ def test_wrong_method_is_problem_json(client):
 
 
 def test_malformed_json_is_400_problem(client):
-    resp = client.post("/api/v1/auth/login", data=b"{not json",
-                       content_type="application/json")
+    resp = client.post("/api/v1/auth/login", data=b"{not json", content_type="application/json")
     assert resp.status_code == 400
     assert resp.mimetype == PROBLEM
 
@@ -87,8 +91,9 @@ def test_login_wrong_password_is_401(client, session):
 
     create_user(session, "someone", "right-password-1", "admin")
     session.commit()
-    resp = client.post("/api/v1/auth/login",
-                       json={"username": "someone", "password": "wrong-password-1"})
+    resp = client.post(
+        "/api/v1/auth/login", json={"username": "someone", "password": "wrong-password-1"}
+    )
     assert resp.status_code == 401
     assert resp.mimetype == PROBLEM
 
