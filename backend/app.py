@@ -56,14 +56,16 @@ def configure_logging(level: int = logging.INFO) -> None:
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask("gridpatrol")
-    if not settings.secret_key:
+    if len(settings.secret_key) < 32:
         if settings.environment == "production":
-            raise RuntimeError("GRIDPATROL_SECRET_KEY must be set in production.")
+            raise RuntimeError("GRIDPATROL_SECRET_KEY must be set (32+ characters) in production.")
         logging.getLogger(__name__).warning(
-            "GRIDPATROL_SECRET_KEY is not set: using a random key; tokens die on restart."
+            "GRIDPATROL_SECRET_KEY is unset or short: using a random key; tokens die on restart."
         )
     app.config.update(
-        SECRET_KEY=settings.secret_key or uuid.uuid4().hex + uuid.uuid4().hex,
+        SECRET_KEY=settings.secret_key
+        if len(settings.secret_key) >= 32
+        else uuid.uuid4().hex + uuid.uuid4().hex,
         GRIDPATROL_SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
         JSON_SORT_KEYS=False,

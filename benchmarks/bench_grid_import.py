@@ -1,0 +1,67 @@
+"""grid_import: import the demo's cells from a GCJ-02 GeoJSON file, twice.
+
+The first import goes into a database holding the demo's towns and communities but no cells (all
+2,900 are created); the second imports the same bytes again (nothing should change). This
+benchmark rewrites the cells of the scratch database, so run_all runs it last.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bench_common import BenchContext, Figures, PeakRss, timed
+from shapely.geometry import mapping
+from sqlalchemy import text
+
+from backend.services.grid_import import ImportOptions, import_boundaries
+from geo import crs as geocrs
+from geo.demo_city import Area
+
+SOURCE_NAME = "demo_cells_gcj02.geojson"
+
+
+def export_cells_gcj02(cells: list[Area]) -> bytes:
+    """The cells as an RFC 7946 FeatureCollection whose coordinates are GCJ-02 (as Amap draws)."""
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"code": a.code, "name": a.name, "parent_code": a.parent_code},
+            "geometry": mapping(geocrs.transform_geometry(a.geom, "cgcs2000", "gcj02")),
+        }
+        for a in cells
+    ]
+    doc = {"type": "FeatureCollection", "features": features}
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def run(ctx: BenchContext) -> Figures:
+    """features/s and peak RSS growth of import_boundaries(level=cell, crs=gcj02), create and
+    re-import."""
+    cells = ctx.demo_city().cells
+    export_s, data = timed(lambda: export_cells_gcj02(cells))
+    with ctx.engine.begin() as conn:
+        conn.execute(text("DELETE FROM grid_boundary_version WHERE level = 'cell'"))
+        conn.execute(text("DELETE FROM grid_cell"))
+    figures: Figures = {
+        "features": len(cells),
+        "file_mb": round(len(data) / 1e6, 2),
+        "export_gcj02_s": round(export_s, 3),
+    }
+    for label in ("create", "reimport"):
+        with PeakRss() as rss, ctx.sessions() as session:
+            seconds, feats = timed(lambda s=session: _import(s, data))
+        figures[f"{label}_s"] = round(seconds, 3)
+        figures[f"{label}_features_per_s"] = round(len(cells) / seconds)
+        figures[f"{label}_peak_rss_delta_mib"] = rss.delta_mib
+        for key in ("created", "updated", "unchanged", "rejected"):
+            figures[f"{label}_{key}"] = int(feats[key])
+    return figures
+
+
+def _import(session: Any, data: bytes) -> dict[str, Any]:
+    record = import_boundaries(session, data, SOURCE_NAME, ImportOptions(level="cell", crs="gcj02"))
+    if record.status != "applied":
+        raise RuntimeError(f"import was {record.status}: {record.report.get('reasons')}")
+    session.commit()
+    return dict(record.report["features"])
