@@ -203,6 +203,12 @@ def grid_qa_cmd(
                 )
                 + (" — OK" if r["ok"] else " — ERRORS")
             )
+        coverage = report.get("city_coverage")
+        if coverage:
+            click.echo(
+                f"city outline: uncovered {coverage['uncovered_count']}, cells outside it "
+                f"{coverage['outside_city_count']}" + (" — OK" if coverage["ok"] else " — ERRORS")
+            )
     sys.exit(0 if report["ok"] else 1)
 
 

@@ -28,9 +28,12 @@ def cli_env(database_url: str) -> Iterator[dict[str, str]]:
     admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE gridpatrol_template'))
-    env = {**os.environ, "DATABASE_URL": base.set(database=name).render_as_string(False),
-           "GRIDPATROL_SECRET_KEY": "cli-test-" + "k" * 40, "GRIDPATROL_DEMO_PASSWORD":
-           "cli-demo-pass-1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": base.set(database=name).render_as_string(False),
+        "GRIDPATROL_SECRET_KEY": "cli-test-" + "k" * 40,
+        "GRIDPATROL_DEMO_PASSWORD": "cli-demo-pass-1",
+    }
     try:
         yield env
     finally:
@@ -40,8 +43,14 @@ def cli_env(database_url: str) -> Iterator[dict[str, str]]:
 
 
 def run(env: dict[str, str], *args: str, expect: int = 0) -> str:
-    proc = subprocess.run([GRIDPATROL, *args], env=env, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [GRIDPATROL, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == expect, (args, proc.stdout, proc.stderr)
     return proc.stdout + proc.stderr
 
@@ -62,36 +71,67 @@ def test_cli_end_to_end(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert "already present" in run(cli_env, "demo", "load")
 
     qa = run(cli_env, "grid", "qa")
-    assert qa.count("— OK") == 3, qa
+    assert qa.count("— OK") == 4, qa
     report = json.loads(run(cli_env, "grid", "qa", "--level", "cell", "--json"))
     cells = report["levels"]["cell"]
     assert cells["features"] == 2900 and cells["ok"]
     assert 2_380e6 < cells["area_m2"] < 2_540e6  # the size of Dongguan
+    assert report["city_coverage"] == {
+        "ok": True,
+        "uncovered": [],
+        "uncovered_count": 0,
+        "outside_city": [],
+        "outside_city_count": 0,
+    }
 
     # a town file whose second feature is broken: rejected as a whole, exit status 2
-    towns = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"code": "441900003", "name": "东城街道"},
-         "geometry": {"type": "Polygon", "coordinates": [[[113.7, 23.0], [113.8, 23.0],
-                                                          [113.8, 23.1], [113.7, 23.0]]]}},
-        {"type": "Feature", "properties": {"code": "bad", "name": "x"},
-         "geometry": {"type": "Point", "coordinates": [113.7, 23.0]}}]}
+    towns = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"code": "441900003", "name": "东城街道"},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[113.7, 23.0], [113.8, 23.0], [113.8, 23.1], [113.7, 23.0]]],
+                },
+            },
+            {
+                "type": "Feature",
+                "properties": {"code": "bad", "name": "x"},
+                "geometry": {"type": "Point", "coordinates": [113.7, 23.0]},
+            },
+        ],
+    }
     path = tmp_path / "towns.geojson"
     path.write_text(json.dumps(towns, ensure_ascii=False), encoding="utf-8")
-    out = run(cli_env, "grid", "import", str(path), "--level", "town", "--dry-run",
-              "--report", str(tmp_path / "report.json"), expect=2)
+    out = run(
+        cli_env,
+        "grid",
+        "import",
+        str(path),
+        "--level",
+        "town",
+        "--dry-run",
+        "--report",
+        str(tmp_path / "report.json"),
+        expect=2,
+    )
     assert "rejected" in out and "feature 1 (bad)" in out
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["status"] == "rejected" and saved["features"]["read"] == 2
 
     env = {**cli_env, "GRIDPATROL_NEW_PASSWORD": "ops-password-1"}
-    assert "created user 'ops'" in run(env, "users", "create", "ops", "--role",
-                                       "city_dispatcher")
+    assert "created user 'ops'" in run(env, "users", "create", "ops", "--role", "city_dispatcher")
     assert "taken" in run(env, "users", "create", "ops", "--role", "admin", expect=1)
 
     port = free_port()
-    server = subprocess.Popen([GRIDPATROL, "serve", "--port", str(port), "--workers", "1"],
-                              env=cli_env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [GRIDPATROL, "serve", "--port", str(port), "--workers", "1"],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         body = None
         for _ in range(100):
@@ -105,12 +145,14 @@ def test_cli_end_to_end(cli_env: dict[str, str], tmp_path: Path) -> None:
         login = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/auth/login",
             data=json.dumps({"username": "ops", "password": "ops-password-1"}).encode(),
-            headers={"Content-Type": "application/json"})
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(login, timeout=5) as r:
             token = json.loads(r.read())["access_token"]
         locate = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/grid/locate?lon=113.75&lat=23.02",
-            headers={"Authorization": f"Bearer {token}"})
+            headers={"Authorization": f"Bearer {token}"},
+        )
         with urllib.request.urlopen(locate, timeout=5) as r:
             assert json.loads(r.read())["town"]["name"] == "莞城街道"
     finally:

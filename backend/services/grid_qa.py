@@ -113,7 +113,34 @@ def level_qa(session: Session, level_name: str, thresholds: QaThresholds) -> dic
     return report
 
 
+def city_coverage(session: Session, thresholds: QaThresholds) -> dict[str, Any] | None:
+    """Does every point of the city outline lie in a cell? (Overlaps are the cell level's.)"""
+    if not session.scalar(text("SELECT count(*) FROM city")):
+        return None
+    create_qa_relations(session)
+    session.execute(
+        text(
+            "INSERT INTO qa_subject (code, parent_code, geom, focus) "
+            "SELECT g.code, (SELECT min(code) FROM city), g.geom, true FROM grid_cell g"
+        )
+    )
+    session.execute(text("INSERT INTO qa_parent SELECT code, geom FROM city"))
+    index_subject(session)
+    params = {"tol": thresholds.tolerance_m2, "limit": thresholds.limit, "all_parents": True}
+    out: dict[str, Any] = {}
+    for name, sql in (("uncovered", topology.GAPS), ("outside_city", topology.OUTSIDE_PARENT)):
+        rows = [dict(r._mapping) for r in session.execute(text(sql), params)]
+        out[name], out[f"{name}_count"] = rows, len(rows)
+    out["ok"] = not out["uncovered_count"] and not out["outside_city_count"]
+    return out
+
+
 def grid_qa(session: Session, levels: list[str] | None, thresholds: QaThresholds) -> dict[str, Any]:
     names = levels or [name for name in LEVELS if name != "city"]
     results = {name: level_qa(session, name, thresholds) for name in names}
-    return {"ok": all(r["ok"] for r in results.values()), "levels": results}
+    report: dict[str, Any] = {"ok": all(r["ok"] for r in results.values()), "levels": results}
+    if "cell" in names:
+        coverage = city_coverage(session, thresholds)
+        report["city_coverage"] = coverage
+        report["ok"] = report["ok"] and (coverage is None or coverage["ok"])
+    return report

@@ -23,13 +23,15 @@ def test_cells_by_town_community_and_bbox_paginated(client, admin_headers):
     assert first["geometry"]["type"] == "MultiPolygon"
     lon, lat = first["geometry"]["coordinates"][0][0][0]
     assert 113 < lon < 114 and 22 < lat < 24  # RFC 7946 lon, lat order
-    page3 = client.get("/api/v1/grid/cells?town=441900003&page_size=3&page=3",
-                       headers=admin_headers).get_json()
+    page3 = client.get(
+        "/api/v1/grid/cells?town=441900003&page_size=3&page=3", headers=admin_headers
+    ).get_json()
     assert [f["id"] for f in page3["features"]] == ["441900003002003", "441900003002004"]
     comm = client.get("/api/v1/grid/cells?community=441900004002", headers=admin_headers)
     assert {f["id"][:12] for f in comm.get_json()["features"]} == {"441900004002"}
-    box = client.get("/api/v1/grid/cells?bbox=113.701,23.001,113.71,23.01&geometry=false",
-                     headers=admin_headers).get_json()
+    box = client.get(
+        "/api/v1/grid/cells?bbox=113.701,23.001,113.71,23.01&geometry=false", headers=admin_headers
+    ).get_json()
     assert [f["id"] for f in box["features"]] == ["441900003001001"]
     assert box["features"][0]["geometry"] is None
     towns = client.get("/api/v1/grid/towns", headers=admin_headers).get_json()
@@ -39,8 +41,15 @@ def test_cells_by_town_community_and_bbox_paginated(client, admin_headers):
 
 
 def test_bad_list_parameters_are_422(client, admin_headers):
-    for query in ("bbox=1,2,3", "bbox=5,5,1,1", "bbox=a,b,c,d", "town=12", "page=0",
-                  "page_size=100000", "geometry=maybe"):
+    for query in (
+        "bbox=1,2,3",
+        "bbox=5,5,1,1",
+        "bbox=a,b,c,d",
+        "town=12",
+        "page=0",
+        "page_size=100000",
+        "geometry=maybe",
+    ):
         resp = client.get(f"/api/v1/grid/cells?{query}", headers=admin_headers)
         assert resp.status_code == 422, query
         assert resp.mimetype == PROBLEM
@@ -56,8 +65,13 @@ def test_one_cell_with_parents_area_and_neighbours(client, admin_headers):
     assert 5_000_000 < props["area_m2"] < 5_300_000
     neighbours = {n["code"]: n["shared_boundary_m"] for n in props["neighbours"]}
     # across its community's border too; the diagonal one touches at a corner only
-    assert set(neighbours) == {"441900003001001", "441900003001002", "441900003001003",
-                               "441900003002001", "441900003002003"}
+    assert set(neighbours) == {
+        "441900003001001",
+        "441900003001002",
+        "441900003001003",
+        "441900003002001",
+        "441900003002003",
+    }
     assert neighbours["441900003002003"] > 1000
     assert neighbours["441900003001001"] == 0
     missing = client.get("/api/v1/grid/cells/999", headers=admin_headers)
@@ -70,12 +84,14 @@ def test_locate_in_each_crs_and_outside(client, admin_headers):
     load_small_grid(client, admin_headers)
     lon, lat = 113.81, 23.05
     expected = "441900004002004"
-    for name, (x, y) in (("wgs84", (lon, lat)), ("cgcs2000", (lon, lat)),
-                         ("gcj02", geocrs.wgs84_to_gcj02(lon, lat)),
-                         ("bd09", geocrs.wgs84_to_bd09(lon, lat)),
-                         ("GCJ02", geocrs.wgs84_to_gcj02(lon, lat))):
-        resp = client.get(f"/api/v1/grid/locate?lon={x}&lat={y}&crs={name}",
-                          headers=admin_headers)
+    for name, (x, y) in (
+        ("wgs84", (lon, lat)),
+        ("cgcs2000", (lon, lat)),
+        ("gcj02", geocrs.wgs84_to_gcj02(lon, lat)),
+        ("bd09", geocrs.wgs84_to_bd09(lon, lat)),
+        ("GCJ02", geocrs.wgs84_to_gcj02(lon, lat)),
+    ):
+        resp = client.get(f"/api/v1/grid/locate?lon={x}&lat={y}&crs={name}", headers=admin_headers)
         body = resp.get_json()
         assert resp.status_code == 200, (name, body)
         assert body["cell"]["code"] == expected, name
@@ -99,8 +115,14 @@ def test_locate_boundary_rule_picks_the_smallest_code(client, admin_headers):
 
 
 def test_locate_rejects_bad_coordinates(client, admin_headers):
-    for query in ("lon=200&lat=23", "lon=113&lat=-91", "lon=nan&lat=23", "lon=113",
-                  "lon=x&lat=y", "lon=113&lat=23&crs=utm50"):
+    for query in (
+        "lon=200&lat=23",
+        "lon=113&lat=-91",
+        "lon=nan&lat=23",
+        "lon=113",
+        "lon=x&lat=y",
+        "lon=113&lat=23&crs=utm50",
+    ):
         resp = client.get(f"/api/v1/grid/locate?{query}", headers=admin_headers)
         assert resp.status_code == 422, query
         assert resp.mimetype == PROBLEM
@@ -113,14 +135,15 @@ def test_qa_endpoint_finds_problems_in_the_stored_grid(client, admin_headers, se
     assert set(clean["levels"]) == {"town", "community", "cell"}
     # Damage the stored grid behind the import's back: one cell grows over its neighbour
     # (an overlap, and it reaches outside its community) and another one is deleted (a gap).
-    session.execute(text(
-        "UPDATE grid_cell SET geom = ST_Multi(ST_Buffer(geom, 0.001, 'join=mitre')) "
-        "WHERE code = '441900004001001'"
-    ))
+    session.execute(
+        text(
+            "UPDATE grid_cell SET geom = ST_Multi(ST_Buffer(geom, 0.001, 'join=mitre')) "
+            "WHERE code = '441900004001001'"
+        )
+    )
     session.execute(text("DELETE FROM grid_cell WHERE code = '441900003002004'"))
     session.commit()
-    report = client.get("/api/v1/grid/qa?level=cell&sliver_m2=10",
-                        headers=admin_headers).get_json()
+    report = client.get("/api/v1/grid/qa?level=cell&sliver_m2=10", headers=admin_headers).get_json()
     cell = report["levels"]["cell"]
     assert report["ok"] is False and cell["ok"] is False
     assert cell["overlaps_count"] >= 2  # with each neighbour it grew into
