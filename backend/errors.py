@@ -111,6 +111,14 @@ def register_error_handlers(app: Flask) -> None:
     def _db_error(error: DBAPIError) -> Response:
         # Data errors that slipped past validation are the client's (bad value), not a crash.
         sqlstate = getattr(error.orig, "pgcode", None) or ""
+        if sqlstate == "23505" or sqlstate.startswith("40"):
+            log.warning("concurrent change: %s", error.orig)
+            return problem(
+                409,
+                "A concurrent change got there first; reload and retry.",
+                type_suffix="conflict",
+                title="Conflict",
+            )
         if sqlstate.startswith(("22", "23")):
             log.warning("database rejected input: %s", error.orig)
             return problem(

@@ -82,6 +82,11 @@ def import_boundaries(
     if not read.features:
         raise InvalidInput("The file contains no features.")
 
+    # Imports of one level run one at a time: each is judged against the state it will change.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+        {"key": f"gridpatrol.grid_import.{level.name}"},
+    )
     record = GridImport(
         level=level.name,
         source_name=source_name,
@@ -197,6 +202,9 @@ def _prepare(
         geom = _polygonal(f.geometry) if f.geometry is not None else None
         if f.geometry is not None and geom is None:
             reject(f, code, f"geometry is a {f.geometry.geom_type}, not a polygon")
+        elif geom is not None and geom.is_empty:
+            reject(f, code, "geometry is empty")
+            geom = None
         if geom is not None:
             if projected is not None:
                 geom = shapely.transform(geom, projected)

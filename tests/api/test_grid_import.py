@@ -174,10 +174,18 @@ def test_duplicate_codes_and_projected_coordinates_are_rejected(client, admin_he
     fc = towns_fc()
     fc["features"].append(json.loads(json.dumps(fc["features"][0])))
     fc["features"].append(feature("441900005", "万江", box(400000, 2540000, 410000, 2550000)))
+    fc["features"].append(feature("441900006", "莞城", {"type": "Polygon", "coordinates": []}))
+    fc["features"].append(
+        feature("441900101", "石碣", {"type": "Polygon", "coordinates": [[[113.7, 23.0]]]})
+    )
+    fc["features"].append(feature("441900102", "", box(113.9, 23.0, 113.95, 23.05)))
     report = upload(client, admin_headers, fc, "town").get_json()["report"]
     reasons = {r["index"]: " ".join(r["reasons"]) for r in report["rejected"]}
     assert "appears 2 times" in reasons[0] and "appears 2 times" in reasons[2]
     assert "outside China" in reasons[3]
+    assert "geometry is empty" in reasons[4]
+    assert "malformed geometry" in reasons[5]
+    assert "missing name" in reasons[6]
 
 
 def test_unreadable_uploads_are_4xx_problems(client, admin_headers, session):
