@@ -46,7 +46,7 @@ def read_features(data: bytes, filename: str = "", encoding: str | None = None) 
     head = data[:4]
     if head.startswith(b"PK"):
         return _read_zip(data, encoding)
-    stripped = data.lstrip()[:1]
+    stripped = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]  # a UTF-8 BOM is common
     if stripped in (b"{", b"["):
         return _read_geojson(data)
     if filename.lower().endswith((".geojson", ".json")):
