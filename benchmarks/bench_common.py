@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import resource
 import secrets
 import statistics
@@ -108,8 +110,9 @@ def _status_kb(key: str) -> int | None:
 class PeakRss:
     """Peak growth of the resident set over a block, in MiB.
 
-    On Linux the high-water mark is reset first (`echo 5 > /proc/self/clear_refs`), so the figure
-    is the block's own peak even when an earlier step used more memory. Elsewhere it falls back to
+    Freed memory is first handed back to the OS (gc + glibc malloc_trim) and, on Linux, the
+    high-water mark is reset (`echo 5 > /proc/self/clear_refs`), so the figure is the block's own
+    peak even when an earlier step used more memory. Elsewhere it falls back to
     the growth of `ru_maxrss`, which is only a lower bound.
     """
 
@@ -119,6 +122,7 @@ class PeakRss:
         self._start_kb = 0
 
     def __enter__(self) -> PeakRss:
+        _release_free_memory()
         try:
             Path("/proc/self/clear_refs").write_text("5")
             self.exact = _status_kb("VmHWM") is not None
@@ -136,3 +140,10 @@ class PeakRss:
 
 def _maxrss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+
+def _release_free_memory() -> None:
+    """Collect garbage and return free heap pages to the OS (glibc only; a no-op elsewhere)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -59,8 +59,8 @@ def run(ctx: BenchContext) -> Figures:
         secret_key=secrets.token_hex(32),
         environment="benchmark",
     )
+    app = create_app(settings)  # installs the JSON log handler that quiet_access_log mutes
     with quiet_access_log():
-        app = create_app(settings)
         client = app.test_client()
         username = f"bench-admin-{secrets.token_hex(3)}"
         with ctx.sessions() as session:
@@ -82,13 +82,17 @@ def run(ctx: BenchContext) -> Figures:
         locate_s = [_timed_get(client, u, headers) for u in urls][WARMUP:]
 
         pages = -(-len(ctx.demo_city().cells) // PAGE_SIZE)
-        cell_urls = [
-            f"/api/v1/grid/cells?page_size={PAGE_SIZE}&page={i % pages + 1}"
-            for i in range(CELL_PAGE_REQUESTS + WARMUP)
-        ]
+        page_of = [i % pages + 1 for i in range(CELL_PAGE_REQUESTS + WARMUP)]
+        cell_urls = [f"/api/v1/grid/cells?page_size={PAGE_SIZE}&page={p}" for p in page_of]
         cells_s = [_timed_get(client, u, headers) for u in cell_urls][WARMUP:]
         app.extensions["gridpatrol.engine"].dispose()
+    # Pages are requested in turn, 1 … last; the first and last page show what OFFSET costs.
+    by_page = list(zip(page_of[WARMUP:], cells_s, strict=True))
+    first = [s for p, s in by_page if p == 1]
+    last = [s for p, s in by_page if p == pages]
     return {
         **latency_figures("locate", locate_s),
         **latency_figures(f"cells_page{PAGE_SIZE}", cells_s),
+        "cells_first_page_p50_ms": round(float(np.median(first)) * 1000, 2),
+        "cells_last_page_p50_ms": round(float(np.median(last)) * 1000, 2),
     }

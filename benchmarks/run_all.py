@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.dispose()
     total_s = round(time.perf_counter() - started, 1)
+    meta["loadavg_end"] = _loadavg()
 
     _print_report(meta, results, timings, total_s, command, ctx.notes)
     if args.json:
@@ -132,7 +133,16 @@ def _machine(ctx: BenchContext, url: str) -> dict[str, Any]:
         "postgis": postgis,
         "geos_postgis": geos,
         "database": make_url(url).database,
+        "loadavg_start": _loadavg(),
     }
+
+
+def _loadavg() -> str:
+    """1/5/15-minute load averages: other work on the machine shows up in the figures."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def _print_report(
@@ -148,6 +158,7 @@ def _print_report(
         f"shapely {meta['shapely']} (GEOS {meta['geos_python']}); PostgreSQL {meta['postgresql']},"
         f" PostGIS {meta['postgis']} (GEOS {meta['geos_postgis']})"
     )
+    print(f"load average at start {meta['loadavg_start']}, at end {meta['loadavg_end']}")
     width = max(len(k) for figures in results.values() for k in figures)
     for name, figures in results.items():
         print(f"\n{name}  ({timings[name]} s)")

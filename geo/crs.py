@@ -270,7 +270,8 @@ def transform_geometry(geom: G, from_crs: str, to_crs: str = "cgcs2000") -> G:
         out[:, 1] = y
         return out
 
-    return shapely.transform(geom, fn, include_z=bool(shapely.has_z(geom)))
+    # Works on one geometry or an array of them (one vectorised call for a whole file).
+    return shapely.transform(geom, fn, include_z=bool(np.any(shapely.has_z(geom))))
 
 
 def geodesic_distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:

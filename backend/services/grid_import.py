@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
@@ -183,8 +184,7 @@ def _prepare(
         ].append(reason)
 
     codes = Counter(_text(f.properties.get(options.code_field)) for f in features)
-    projected = _projected_transformer(declared_crs)
-    out: list[_Prepared] = []
+    candidates: list[_Prepared] = []
     for f in features:
         code = _text(f.properties.get(options.code_field))
         name = _text(f.properties.get(options.name_field))
@@ -204,20 +204,38 @@ def _prepare(
             reject(f, code, f"geometry is a {f.geometry.geom_type}, not a polygon")
         elif geom is not None and geom.is_empty:
             reject(f, code, "geometry is empty")
-            geom = None
-        if geom is not None:
-            if projected is not None:
-                geom = shapely.transform(geom, projected)
-            geom = geocrs.transform_geometry(geom, source_crs, "cgcs2000")
-            if not _within_china(geom):
-                reject(
-                    f,
-                    code,
-                    "coordinates are outside China's lon/lat range "
-                    "(projected coordinates need a .prj or a conversion first)",
+        elif geom is not None and f.index not in rejected:
+            candidates.append(_Prepared(f.index, code or "", name or "", parent, geom))
+    if not candidates:
+        return []
+    # Convert every vertex of every feature in one vectorised call.
+    geoms = np.array([c.geom for c in candidates], dtype=object)
+    projected = _projected_transformer(declared_crs)
+    if projected is not None:
+        geoms = shapely.transform(geoms, projected)
+    geoms = geocrs.transform_geometry(geoms, source_crs, "cgcs2000")
+    bounds = shapely.bounds(geoms)
+    x0, y0, x1, y1 = CHINA_BOUNDS
+    inside = (
+        (bounds[:, 0] >= x0) & (bounds[:, 2] <= x1) & (bounds[:, 1] >= y0) & (bounds[:, 3] <= y1)
+    )
+    out: list[_Prepared] = []
+    for candidate, geom, ok in zip(candidates, geoms, inside, strict=True):
+        if ok:
+            out.append(
+                _Prepared(
+                    candidate.index, candidate.code, candidate.name, candidate.parent_code, geom
                 )
-        if f.index not in rejected and geom is not None:
-            out.append(_Prepared(f.index, code or "", name or "", parent, geom))
+            )
+        else:
+            rejected[candidate.index] = {
+                "index": candidate.index,
+                "code": candidate.code,
+                "reasons": [
+                    "coordinates are outside China's lon/lat range "
+                    "(projected coordinates need a .prj or a conversion first)"
+                ],
+            }
     return out
 
 
@@ -495,12 +513,6 @@ def _polygonal(geom: BaseGeometry) -> MultiPolygon | None:
     return None
 
 
-def _within_china(geom: BaseGeometry) -> bool:
-    minx, miny, maxx, maxy = geom.bounds
-    x0, y0, x1, y1 = CHINA_BOUNDS
-    return x0 <= minx and maxx <= x1 and y0 <= miny and maxy <= y1
-
-
 def _projected_transformer(declared_crs: str | None):  # type: ignore[no-untyped-def]
     """A vectorised projected → CGCS2000 lon/lat converter when the file declares a projection."""
     if not declared_crs:
@@ -516,8 +528,6 @@ def _projected_transformer(declared_crs: str | None):  # type: ignore[no-untyped
     transformer = Transformer.from_crs(source, "EPSG:4490", always_xy=True)
 
     def convert(coords: Any) -> Any:
-        import numpy as np
-
         x, y = transformer.transform(coords[:, 0], coords[:, 1])
         return np.column_stack([x, y])
 

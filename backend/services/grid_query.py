@@ -118,8 +118,9 @@ def list_features(
     )
     rows = session.scalars(
         text(
-            f"SELECT {feature} FROM {level.table} t WHERE {clause} "
-            f"ORDER BY t.code OFFSET :offset LIMIT :limit"
+            # Page first, then build GeoJSON only for the rows of the page.
+            f"SELECT {feature} FROM (SELECT * FROM {level.table} t WHERE {clause} "
+            f"ORDER BY t.code OFFSET :offset LIMIT :limit) t ORDER BY t.code"
         ),
         params,
     ).all()
