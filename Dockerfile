@@ -27,4 +27,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"
 # JSON access lines come from the app itself; gunicorn's own access log stays off.
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--timeout", "120", \
+     "--limit-request-line", "8190", "--limit-request-field_size", "16380", \
      "--forwarded-allow-ips", "*", "backend.wsgi:app"]

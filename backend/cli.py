@@ -56,6 +56,9 @@ def serve(host: str, port: int, workers: int, dev: bool) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", None)  # the app logs each request as JSON
+            self.cfg.set("timeout", 120)  # imports of a whole city take seconds, not minutes
+            self.cfg.set("limit_request_line", 8190)  # long bbox/filter query strings
+            self.cfg.set("limit_request_field_size", 16380)
 
         def load(self) -> Any:
             return create_app()

@@ -130,6 +130,10 @@ def register_error_handlers(app: Flask) -> None:
         log.exception("database error")
         return problem(500, "An unexpected database error occurred.")
 
+    @app.errorhandler(RecursionError)
+    def _too_deep(_error: RecursionError) -> Response:
+        return problem(400, "The request body is nested too deeply.")
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         if isinstance(error, HTTPException):

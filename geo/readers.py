@@ -1,4 +1,4 @@
-"""Read boundary files (GeoJSON, zipped Shapefile, or anything GDAL reads) into plain features.
+"""Read boundary files (GeoJSON or a zipped Shapefile) into plain features.
 
 Reading never raises for one bad feature: it is returned with `error` set so the caller can
 report it by index. A file that cannot be read at all raises `ReadError`.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -42,23 +43,25 @@ class ReadResult:
 
 
 def read_features(data: bytes, filename: str = "", encoding: str | None = None) -> ReadResult:
-    """Detect the format from the content (zip magic or JSON), falling back to GDAL."""
-    head = data[:4]
-    if head.startswith(b"PK"):
+    """Detect the format from the content: a zip (Shapefile) or JSON (GeoJSON).
+
+    Nothing else goes to GDAL: formats such as VRT can make it read files on the server.
+    """
+    if data[:4] == b"PK\x03\x04":
         return _read_zip(data, encoding)
     stripped = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]  # a UTF-8 BOM is common
     if stripped in (b"{", b"["):
         return _read_geojson(data)
-    if filename.lower().endswith((".geojson", ".json")):
-        raise ReadError("The file is not valid JSON.")
-    return _read_with_gdal(data, filename or "upload", encoding)
+    raise ReadError("Upload a GeoJSON file or a zipped Shapefile (.shp, .shx, .dbf, .prj, .cpg).")
 
 
 def _read_geojson(data: bytes) -> ReadResult:
     try:
         doc = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, or a 5,000-digit number
         raise ReadError(f"The file is not valid GeoJSON: {exc}.") from exc
+    except RecursionError as exc:
+        raise ReadError("The file is not valid GeoJSON: it is nested too deeply.") from exc
     if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
         items = doc.get("features")
     elif isinstance(doc, dict) and doc.get("type") == "Feature":
@@ -94,42 +97,56 @@ def _geojson_feature(index: int, item: Any) -> RawFeature:
     return RawFeature(index, props, geom)
 
 
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
+MAX_UNZIPPED_BYTES = 1 << 30  # a zip bomb stops here
+
+
 def _read_zip(data: bytes, encoding: str | None) -> ReadResult:
     try:
         with zipfile.ZipFile(BytesIO(data)) as archive:
-            names = [n for n in archive.namelist() if not n.startswith("__MACOSX/")]
-            shps = [n for n in names if n.lower().endswith(".shp")]
+            members = [
+                info
+                for info in archive.infolist()
+                if not info.is_dir()
+                and not info.filename.startswith("__MACOSX/")
+                and Path(info.filename).suffix.lower() in SHAPEFILE_PARTS
+                and Path(info.filename).name not in ("", ".", "..")
+            ]
+            shps = [m for m in members if m.filename.lower().endswith(".shp")]
             if len(shps) != 1:
                 raise ReadError(
                     f"A zipped Shapefile must contain exactly one .shp file; found {len(shps)}."
                 )
+            stem = Path(shps[0].filename).with_suffix("")
+            parts = [m for m in members if Path(m.filename).with_suffix("") == stem]
+            if sum(m.file_size for m in parts) > MAX_UNZIPPED_BYTES:
+                raise ReadError("The Shapefile is larger than 1 GiB once unzipped.")
             with tempfile.TemporaryDirectory(prefix="gridpatrol-") as tmp:
-                for name in names:
-                    target = Path(tmp) / Path(name).name  # flatten: no path traversal
-                    if not name.endswith("/"):
-                        target.write_bytes(archive.read(name))
-                shp = Path(tmp) / Path(shps[0]).name
-                return _read_path(str(shp), encoding, "ESRI Shapefile")
-    except zipfile.BadZipFile as exc:
-        raise ReadError(f"The zip archive is damaged: {exc}.") from exc
+                for member in parts:  # flattened: no path from the archive is used
+                    suffix = Path(member.filename).suffix.lower()
+                    (Path(tmp) / f"upload{suffix}").write_bytes(archive.read(member))
+                return _read_path(Path(tmp) / "upload.shp", encoding, "ESRI Shapefile")
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+        OSError,
+    ) as exc:
+        # damaged, encrypted or oddly compressed archives
+        raise ReadError(f"The zip archive cannot be read: {exc}.") from exc
 
 
-def _read_with_gdal(data: bytes, filename: str, encoding: str | None) -> ReadResult:
-    suffix = Path(filename).suffix or ".dat"
-    with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
-        handle.write(data)
-        handle.flush()
-        return _read_path(handle.name, encoding, None)
-
-
-def _read_path(path: str, encoding: str | None, driver: str | None) -> ReadResult:
+def _read_path(path: Path, encoding: str | None, driver: str) -> ReadResult:
     import pyogrio  # imported lazily: GDAL start-up is slow and GeoJSON does not need it
     from pyogrio.errors import DataLayerError, DataSourceError
 
     try:
-        meta, _fids, wkbs, field_data = pyogrio.raw.read(path, encoding=encoding)
-    except (DataSourceError, DataLayerError, OSError, ValueError) as exc:
-        raise ReadError(f"GDAL could not read the file: {exc}.") from exc
+        meta, _fids, wkbs, field_data = pyogrio.raw.read(str(path), encoding=encoding)
+    except (DataSourceError, DataLayerError, OSError, ValueError, LookupError) as exc:
+        message = str(exc).replace(str(path.parent) + "/", "")  # no server paths in answers
+        raise ReadError(f"GDAL could not read the Shapefile: {message}.") from exc
     if len(wkbs) > MAX_FEATURES:
         raise ReadError(f"Too many features ({len(wkbs)}); the limit is {MAX_FEATURES}.")
     names = list(meta["fields"])
@@ -143,7 +160,7 @@ def _read_path(path: str, encoding: str | None, driver: str | None) -> ReadResul
             features.append(RawFeature(i, props, shapely.from_wkb(wkb)))
         except shapely.errors.GEOSException as exc:
             features.append(RawFeature(i, props, None, f"malformed geometry: {exc}"))
-    return ReadResult(features, driver or meta.get("driver") or "GDAL", meta.get("crs"))
+    return ReadResult(features, driver, meta.get("crs"))
 
 
 def _plain(value: Any) -> Any:

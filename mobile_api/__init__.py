@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from backend.api.blueprint import Blueprint
+from backend.api.fields import Crs
 from backend.api.security import ANY_ROLE, requires
 from backend.services import grid_query
 from backend.web import db_session
-from geo.crs import CRS_NAMES
 
 blp = Blueprint(
     "mobile",
@@ -28,7 +28,7 @@ class WhereQuery(Schema):
     lon = fields.Float(required=True, validate=validate.Range(-180, 180), allow_nan=False)
     lat = fields.Float(required=True, validate=validate.Range(-90, 90), allow_nan=False)
     # Amap and Tencent map SDKs report GCJ-02, so that is the phone's default.
-    crs = fields.String(load_default="gcj02", validate=validate.OneOf(CRS_NAMES))
+    crs = Crs(load_default="gcj02")
 
 
 @blp.route("/whereami")

@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from backend.api.blueprint import Blueprint
+from backend.api.fields import SafeString
 from backend.api.security import public
 from backend.services.auth import authenticate, issue_access_token
 from backend.web import db_session
@@ -17,8 +18,8 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Authen
 
 
 class LoginSchema(Schema):
-    username = fields.String(required=True, validate=validate.Length(1, 64))
-    password = fields.String(required=True, validate=validate.Length(1, 256), load_only=True)
+    username = SafeString(required=True, validate=validate.Length(1, 64))
+    password = SafeString(required=True, validate=validate.Length(1, 256), load_only=True)
 
 
 class TokenSchema(Schema):

@@ -6,14 +6,13 @@ from typing import Any
 
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
+from backend.api.blueprint import Blueprint
 from backend.api.grid_schemas import (
     FeatureCollectionSchema,
     FeatureSchema,
-    ImportFile,
-    ImportForm,
+    ImportRequest,
     ImportSchema,
     ImportSummarySchema,
     ListQuery,
@@ -114,7 +113,7 @@ class Locate(MethodView):
 
         A point on a boundary shared by several cells belongs to the cell whose code sorts first.
         """
-        return grid_query.locate(db_session(), args["lon"], args["lat"], args["crs"].lower())
+        return grid_query.locate(db_session(), args["lon"], args["lat"], args["crs"])
 
 
 @blp.route("/qa")
@@ -150,18 +149,17 @@ class Imports(MethodView):
         )
 
     @requires("admin")
-    @blp.arguments(ImportForm, location="form")
-    @blp.arguments(ImportFile, location="files")
+    @blp.arguments(ImportRequest, location="form_and_files")
     @blp.response(201, ImportSchema)
     @blp.alt_response(422, description="Rejected import (report inside) or invalid parameters")
-    def post(self, form: dict[str, Any], files: dict[str, Any]) -> Any:
+    def post(self, form: dict[str, Any]) -> Any:
         """Import one level of boundaries (GeoJSON or zipped Shapefile), all-or-nothing.
 
         The answer is the import report: features read, created, updated, rejected with reasons
         (feature index and code), and the topology QA. A rejected import answers 422 with the
         same report and changes nothing.
         """
-        upload = files["file"]
+        upload = form["file"]
         data = upload.read()
         if not data:
             raise InvalidInput(
@@ -173,7 +171,7 @@ class Imports(MethodView):
             code_field=form["code_field"],
             name_field=form["name_field"],
             parent_field=form["parent_field"] or None,
-            crs=form["crs"].lower(),
+            crs=form["crs"],
             repair=form["repair"],
             partial=form["partial"],
             dry_run=form["dry_run"],

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
+
 from flask_smorest.fields import Upload
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from geo.crs import CRS_NAMES
-
-CRS_FIELD_DOC = "CRS of the input coordinates: " + " | ".join(CRS_NAMES)
+from backend.api.fields import Crs, SafeString
 
 
 class StrictQuery(Schema):
@@ -16,14 +16,14 @@ class StrictQuery(Schema):
 
 
 class ListQuery(StrictQuery):
-    town = fields.String(
+    town = SafeString(
         validate=validate.Regexp(r"^[0-9]{9}$"), metadata={"description": "town code (9 digits)"}
     )
-    community = fields.String(
+    community = SafeString(
         validate=validate.Regexp(r"^[0-9]{12}$"),
         metadata={"description": "community code (12 digits)"},
     )
-    bbox = fields.String(
+    bbox = SafeString(
         metadata={
             "description": "minLon,minLat,maxLon,maxLat (CGCS2000)",
             "example": "113.70,22.95,113.80,23.05",
@@ -51,11 +51,7 @@ class FeatureCollectionSchema(Schema):
 class LocateQuery(StrictQuery):
     lon = fields.Float(required=True, validate=validate.Range(-180, 180), allow_nan=False)
     lat = fields.Float(required=True, validate=validate.Range(-90, 90), allow_nan=False)
-    crs = fields.String(
-        load_default="wgs84",
-        validate=validate.OneOf([*CRS_NAMES, *(c.upper() for c in CRS_NAMES)]),
-        metadata={"description": CRS_FIELD_DOC},
-    )
+    crs = Crs(load_default="wgs84")
 
 
 class NamedCode(Schema):
@@ -74,7 +70,7 @@ class LocateSchema(Schema):
 
 class QaQuery(StrictQuery):
     level = fields.List(
-        fields.String(validate=validate.OneOf(["city", "town", "community", "cell"])),
+        SafeString(validate=validate.OneOf(["city", "town", "community", "cell"])),
         metadata={"description": "levels to check (repeatable); default town, community, cell"},
     )
     tolerance_m2 = fields.Float(
@@ -94,22 +90,31 @@ class QaQuery(StrictQuery):
     )
 
 
-class ImportForm(Schema):
-    level = fields.String(
+def _known_encoding(name: str) -> None:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ValidationError(f"Unknown encoding {name!r}; e.g. GBK, GB18030, UTF-8.") from None
+
+
+class ImportRequest(Schema):
+    """One multipart body: the file and the parameters of its import."""
+
+    file = Upload(
+        required=True,
+        metadata={"description": "GeoJSON (.geojson/.json) or zipped Shapefile (.zip)"},
+    )
+    level = SafeString(
         required=True, validate=validate.OneOf(["city", "town", "community", "cell"])
     )
-    code_field = fields.String(load_default="code", validate=validate.Length(1, 64))
-    name_field = fields.String(load_default="name", validate=validate.Length(1, 64))
-    parent_field = fields.String(
+    code_field = SafeString(load_default="code", validate=validate.Length(1, 64))
+    name_field = SafeString(load_default="name", validate=validate.Length(1, 64))
+    parent_field = SafeString(
         load_default="parent_code",
         validate=validate.Length(0, 64),
         metadata={"description": "property with the parent's code; empty → found spatially"},
     )
-    crs = fields.String(
-        load_default="wgs84",
-        validate=validate.OneOf([*CRS_NAMES, *(c.upper() for c in CRS_NAMES)]),
-        metadata={"description": CRS_FIELD_DOC},
-    )
+    crs = Crs(load_default="wgs84")
     repair = fields.Boolean(
         load_default=False,
         metadata={
@@ -121,19 +126,12 @@ class ImportForm(Schema):
         metadata={"description": "apply valid features even when others are rejected"},
     )
     dry_run = fields.Boolean(load_default=False)
-    encoding = fields.String(
-        validate=validate.Length(1, 32),
+    encoding = SafeString(
+        validate=[validate.Length(1, 32), _known_encoding],
         metadata={"description": "attribute encoding of a Shapefile without .cpg, e.g. GBK"},
     )
     tolerance_m2 = fields.Float(load_default=1.0, validate=validate.Range(0, 1e6))
     sliver_m2 = fields.Float(load_default=100.0, validate=validate.Range(0, 1e7))
-
-
-class ImportFile(Schema):
-    file = Upload(
-        required=True,
-        metadata={"description": "GeoJSON (.geojson/.json) or zipped Shapefile (.zip)"},
-    )
 
 
 class ImportSchema(Schema):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy.exc import OperationalError
 
+from backend.api.blueprint import Blueprint
 from backend.api.security import public
 from backend.errors import problem
 from backend.services.health import database_versions

@@ -119,7 +119,11 @@ def decode_access_token(token: str, secret: str) -> Principal:
         raise Unauthorized("The access token has expired; log in or refresh it.") from exc
     except jwt.PyJWTError as exc:
         raise Unauthorized("The access token is invalid.") from exc
-    if claims.get("typ") != "access" or claims.get("role") not in ROLES:
+    if (
+        claims.get("typ") != "access"
+        or claims.get("role") not in ROLES
+        or not str(claims["sub"]).isdigit()
+    ):
         raise Unauthorized("The access token is invalid.")
     return Principal(
         user_id=int(claims["sub"]),

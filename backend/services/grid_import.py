@@ -7,6 +7,7 @@ Coordinates are converted to CGCS2000 on entry; a missing parent is found spatia
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -16,10 +17,11 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from backend.models import GridImport
-from backend.services.errors import InvalidInput
+from backend.services.errors import Conflict, InvalidInput
 from backend.services.grid_levels import Level, get_level
 from backend.services.grid_qa import (
     ERROR_CHECKS,
@@ -32,6 +34,9 @@ from backend.services.grid_qa import (
 from geo import crs as geocrs
 from geo import topology
 from geo.readers import RawFeature, ReadError, read_features
+
+STATEMENT_TIMEOUT_S = 90  # per statement of an import; a tiling of Dongguan needs ~1 s
+_UNSAFE = re.compile(r"[\x00\ud800-\udfff]")
 
 # Generous box around China: anything outside is not lon/lat (e.g. projected metres).
 CHINA_BOUNDS = (73.0, 3.0, 136.0, 54.0)
@@ -84,10 +89,13 @@ def import_boundaries(
         raise InvalidInput("The file contains no features.")
 
     # Imports of one level run one at a time: each is judged against the state it will change.
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+    locked = session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"),
         {"key": f"gridpatrol.grid_import.{level.name}"},
     )
+    if not locked:
+        raise Conflict(f"Another {level.name} import is running; retry when it has finished.")
+    source_name = printable(source_name)[:200] or "upload"
     record = GridImport(
         level=level.name,
         source_name=source_name,
@@ -103,6 +111,10 @@ def import_boundaries(
     rejected: dict[int, dict[str, Any]] = {}
     prepared = _prepare(read.features, level, options, source_crs, read.source_crs, rejected)
     thresholds = QaThresholds(options.tolerance_m2, options.sliver_m2)
+    session.execute(
+        text("SELECT set_config('statement_timeout', :ms, true)"),
+        {"ms": str(STATEMENT_TIMEOUT_S * 1000)},
+    )
     savepoint = session.begin_nested()
     try:
         create_qa_relations(session)
@@ -114,6 +126,7 @@ def import_boundaries(
         )
         fill_parents(session, level)
         index_subject(session)
+        _refuse_pathological_overlap(session)
         qa = run_checks(session, thresholds, all_parents=False)
         qa["invalid"], qa["invalid_count"] = invalid[: thresholds.limit], len(invalid)
         repairs: dict[str, list[str]] = {}
@@ -133,6 +146,15 @@ def import_boundaries(
             if accepted:
                 counts = _count_changes(session, level)
             savepoint.rollback()
+    except OperationalError as exc:
+        if savepoint.is_active:
+            savepoint.rollback()
+        if getattr(exc.orig, "pgcode", None) == "57014":  # statement_timeout
+            raise InvalidInput(
+                f"The import needed more than {STATEMENT_TIMEOUT_S} s of database work; "
+                "split the file, or check it for massively overlapping features."
+            ) from exc
+        raise
     except Exception:
         if savepoint.is_active:
             savepoint.rollback()
@@ -179,7 +201,8 @@ def _prepare(
     """Validate properties and geometry types, convert coordinates; pure Python, no database."""
 
     def reject(f: RawFeature, code: str | None, reason: str) -> None:
-        rejected.setdefault(f.index, {"index": f.index, "code": code, "reasons": []})[
+        safe = printable(code) if code is not None else None
+        rejected.setdefault(f.index, {"index": f.index, "code": safe, "reasons": []})[
             "reasons"
         ].append(reason)
 
@@ -191,9 +214,12 @@ def _prepare(
         parent = _text(f.properties.get(options.parent_field)) if options.parent_field else None
         if f.error:
             reject(f, code, f.error)
+        if any(v is not None and printable(v) != v for v in (code, name, parent)):
+            reject(f, code, "code, name or parent contains a NUL or an invalid character")
+            continue
         if not code:
             reject(f, code, f"missing code (property {options.code_field!r})")
-        elif not level.code_pattern.match(code):
+        elif not level.code_pattern.fullmatch(code):
             reject(f, code, f"malformed {level.name} code {code!r}: expected {level.code_hint}")
         elif codes[code] > 1:
             reject(f, code, f"code {code!r} appears {codes[code]} times in the file")
@@ -488,6 +514,28 @@ def _summary(
         hint = "" if options.repair else " (pass repair=true to repair and accept)"
         out.append(f"Topology errors: {listed}{hint}.")
     return out
+
+
+def _refuse_pathological_overlap(session: Session) -> None:
+    """A tiling's bounding boxes overlap only near neighbours; a file where thousands of
+    features pile on each other would make the overlap check quadratic, so it is refused."""
+    features, pairs = session.execute(
+        text(
+            "SELECT (SELECT count(*) FROM qa_subject WHERE focus), "
+            "(SELECT count(*) FROM qa_subject a JOIN qa_subject b "
+            " ON a.code < b.code AND a.geom && b.geom AND (a.focus OR b.focus))"
+        )
+    ).one()
+    if pairs > 30 * features + 1000:
+        raise InvalidInput(
+            f"The {features} features' bounding boxes overlap in {pairs} pairs: that is not a "
+            "tiling of grid areas (a duplicated layer, or the wrong level?)."
+        )
+
+
+def printable(value: str) -> str:
+    """The text with NUL and lone surrogates replaced, safe for PostgreSQL and JSON."""
+    return _UNSAFE.sub("\ufffd", value)
 
 
 def _text(value: Any) -> str | None:

@@ -130,6 +130,8 @@ def list_features(
 def get_feature(session: Session, level_name: str, code: str) -> dict[str, Any]:
     """One area with its parents, area in m², and (for cells) its neighbours."""
     level = get_level(level_name)
+    if not level.code_pattern.fullmatch(code):
+        raise NotFound(f"No {level.name} with code {code!r}.")
     extra = "jsonb_build_object('area_m2', round(gp_area_m2(t.geom)::numeric, 1))"
     feature = session.scalar(
         text(
@@ -213,6 +215,8 @@ def locate(session: Session, lon: float, lat: float, crs: str = "wgs84") -> dict
 def boundary_history(session: Session, level_name: str, code: str) -> list[dict[str, Any]]:
     """Every boundary version of one area, newest first, each as a GeoJSON Feature."""
     level = get_level(level_name)
+    if not level.code_pattern.fullmatch(code):
+        raise NotFound(f"No {level.name} with code {code!r}, now or in the past.")
     rows = session.scalars(
         text(
             f"SELECT json_build_object('type', 'Feature', 'id', h.id, "
