@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from backend.config import Settings
+from backend.models.user import ROLES
 
 DEMO_PASSWORD_DEFAULT = "gridpatrol-demo-2026"
 
@@ -225,17 +226,7 @@ def users() -> None:
 @click.option(
     "--role",
     required=True,
-    type=click.Choice(
-        [
-            "admin",
-            "city_dispatcher",
-            "town_dispatcher",
-            "community_dispatcher",
-            "grid_worker",
-            "department_officer",
-            "auditor",
-        ]
-    ),
+    type=click.Choice(ROLES),
 )
 @click.option(
     "--password",

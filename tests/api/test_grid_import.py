@@ -69,23 +69,29 @@ def test_parent_found_spatially(client, admin_headers, session):
     assert pairs == {c: c[:9] for c in pairs} and len(pairs) == 4
 
 
-def test_planted_overlap_gap_and_bowtie_are_reported_and_rejected(client, admin_headers, session):
-    upload(client, admin_headers, towns_fc(), "town")
-    upload(client, admin_headers, communities_fc(), "community")
-    cells = cell_boxes()
+def planted_cells() -> dict:
+    """The small grid's cells with three planted faults: 003001001 grows 0.002° east into its
+    neighbour (an overlap), 003002001 shrinks 0.002° from the west (a gap) and 004001001 is a
+    bow-tie (a self-intersecting ring)."""
     feats = []
-    for code, (comm, b) in cells.items():
+    for code, (comm, b) in cell_boxes().items():
         x0, y0, x1, y1 = b
-        if code == "441900003001001":  # grows east into its neighbour: an overlap
+        if code == "441900003001001":
             geom = box(x0, y0, x1 + 0.002, y1)
-        elif code == "441900003002001":  # shrinks: leaves a gap on its west side
+        elif code == "441900003002001":
             geom = box(x0 + 0.002, y0, x1, y1)
-        elif code == "441900004001001":  # bow-tie: a self-intersecting ring
+        elif code == "441900004001001":
             geom = Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1), (x0, y0)])
         else:
             geom = box(*b)
         feats.append(feature(code, f"网格{code[-6:]}", geom, comm))
-    resp = upload(client, admin_headers, collection(feats), "cell")
+    return collection(feats)
+
+
+def test_planted_overlap_gap_and_bowtie_are_reported_and_rejected(client, admin_headers, session):
+    upload(client, admin_headers, towns_fc(), "town")
+    upload(client, admin_headers, communities_fc(), "community")
+    resp = upload(client, admin_headers, planted_cells(), "cell")
     assert resp.status_code == 422
     assert resp.mimetype == PROBLEM
     body = resp.get_json()
@@ -116,19 +122,7 @@ def test_planted_overlap_gap_and_bowtie_are_reported_and_rejected(client, admin_
 def test_repair_accepts_and_leaves_a_clean_tiling(client, admin_headers, session):
     upload(client, admin_headers, towns_fc(), "town")
     upload(client, admin_headers, communities_fc(), "community")
-    feats = []
-    for code, (comm, b) in cell_boxes().items():
-        x0, y0, x1, y1 = b
-        if code == "441900003001001":
-            geom = box(x0, y0, x1 + 0.002, y1)
-        elif code == "441900003002001":
-            geom = box(x0 + 0.002, y0, x1, y1)
-        elif code == "441900004001001":
-            geom = Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1), (x0, y0)])
-        else:
-            geom = box(*b)
-        feats.append(feature(code, f"网格{code[-6:]}", geom, comm))
-    resp = upload(client, admin_headers, collection(feats), "cell", repair=True)
+    resp = upload(client, admin_headers, planted_cells(), "cell", repair=True)
     assert resp.status_code == 201, resp.get_json()
     report = resp.get_json()["report"]
     assert report["remaining_errors"] == {}
