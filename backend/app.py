@@ -10,7 +10,8 @@ import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, request
+import swagger_ui_bundle
+from flask import Flask, Response, g, request, send_from_directory
 
 from backend import __version__
 from backend.api.problem_api import ProblemApi
@@ -19,6 +20,7 @@ from backend.db import make_engine, make_sessionmaker
 from backend.errors import register_error_handlers
 from backend.web import close_db_session
 
+SWAGGER_ASSETS = "/api/docs/assets"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 access_log = logging.getLogger("gridpatrol.access")
 
@@ -75,7 +77,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Served from the package, not a CDN: government networks are often offline.
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS + "/",
         API_SPEC_OPTIONS={
             "info": {
                 "description": (
@@ -100,11 +103,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["gridpatrol.sessionmaker"] = make_sessionmaker(engine)
     app.teardown_appcontext(close_db_session)
 
+    app.add_url_rule(SWAGGER_ASSETS + "/<path:filename>", "swagger_assets", _swagger_asset)
     api = ProblemApi(app)
     register_blueprints(api)
     register_error_handlers(app)
     _register_request_hooks(app)
     return app
+
+
+def _swagger_asset(filename: str) -> Response:
+    """Swagger UI's files, from the swagger-ui-bundle package (public, like the docs page)."""
+    return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
 
 
 def register_blueprints(api: ProblemApi) -> None:

@@ -46,7 +46,12 @@ def test_openapi_document_and_docs(client):
     assert "/api/v1/grid/imports" in spec["paths"]
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert spec["paths"]["/healthz"]["get"]["security"] == []
-    assert client.get("/api/docs").status_code == 200
+    page = client.get("/api/docs")
+    assert page.status_code == 200
+    assert b"/api/docs/assets/swagger-ui-bundle.js" in page.data  # no CDN needed
+    asset = client.get("/api/docs/assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and len(asset.data) > 100_000
+    assert client.get("/api/docs/assets/../../app.py").status_code == 404
 
 
 def test_unknown_route_is_problem_json(client):
