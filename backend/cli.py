@@ -21,9 +21,15 @@ def _settings() -> Settings:
 
 
 def _session():  # type: ignore[no-untyped-def]
-    from backend.db import make_engine, make_sessionmaker
+    """A Session whose audit actor is the operating-system user running the command."""
+    import getpass
 
-    return make_sessionmaker(make_engine(_settings().database_url))()
+    from backend.db import make_engine, make_sessionmaker
+    from backend.services import audit
+
+    session = make_sessionmaker(make_engine(_settings().database_url))()
+    audit.set_actor(session, audit.Actor(None, f"cli:{getpass.getuser()}", "system"))
+    return session
 
 
 def _redacted(url: str) -> str:
@@ -78,9 +84,9 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default head)."""
     from backend.migrate import upgrade
 
-    url = _settings().database_url
-    upgrade(url, revision)
-    click.echo(f"database {_redacted(url)} is at {revision}", err=True)
+    settings = _settings()
+    upgrade(settings.owner_url, revision, app_url=settings.database_url)
+    click.echo(f"database {_redacted(settings.owner_url)} is at {revision}", err=True)
 
 
 @main.group()
@@ -241,8 +247,8 @@ def users_create(
     username: str, role: str, password: str, town: str | None, community: str | None
 ) -> None:
     """Create an account (e.g. the first admin)."""
-    from backend.services.auth import create_user
     from backend.services.errors import ServiceError
+    from backend.services.users import create_user
 
     with _session() as session:
         try:

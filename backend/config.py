@@ -11,20 +11,28 @@ DEFAULT_DATABASE_URL = "postgresql://gridpatrol:gridpatrol@127.0.0.1:5432/gridpa
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    migration_url: str = ""  # the schema owner's URL; empty: same as database_url
     secret_key: str = ""
     access_token_minutes: int = 15
     max_upload_mb: int = 64
     environment: str = "development"
+    proxy_hops: int = 0  # trusted reverse proxies in front (X-Forwarded-For)
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def owner_url(self) -> str:
+        return self.migration_url or self.database_url
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         values: dict[str, object] = {
             "database_url": os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            "migration_url": os.environ.get("GRIDPATROL_MIGRATION_URL", ""),
             "secret_key": os.environ.get("GRIDPATROL_SECRET_KEY", ""),
             "access_token_minutes": int(os.environ.get("GRIDPATROL_ACCESS_TOKEN_MINUTES", "15")),
             "max_upload_mb": int(os.environ.get("GRIDPATROL_MAX_UPLOAD_MB", "64")),
             "environment": os.environ.get("GRIDPATROL_ENV", "development"),
+            "proxy_hops": int(os.environ.get("GRIDPATROL_PROXY_HOPS", "0")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

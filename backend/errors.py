@@ -91,12 +91,18 @@ def http_exception_problem(error: HTTPException) -> Response:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(error: ServiceError) -> Response:
+        headers = {}
+        if "retry_after" in error.extra:
+            headers["Retry-After"] = str(error.extra["retry_after"])
+        if error.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="gridpatrol"'
         return problem(
             error.status,
             error.detail,
             title=error.title,
             type_suffix=error.type_suffix,
             errors=error.errors,
+            headers=headers,
             **error.extra,
         )
 

@@ -20,7 +20,7 @@ from bench_locate import random_points
 
 from backend.app import create_app
 from backend.config import Settings
-from backend.services.auth import create_user
+from backend.services.users import create_user
 
 LOCATE_REQUESTS = 500
 CELL_PAGE_REQUESTS = 200

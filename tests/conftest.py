@@ -16,12 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.app import create_app
 from backend.config import Settings
 from backend.migrate import upgrade
-from backend.services.auth import create_user
+from backend.services.users import create_user
 
 TEST_PASSWORD = "test-password-1"
 
 
-def _base_url() -> str:
+def _base_urls() -> tuple[str, str]:
+    """(app URL, owner URL): the app serves as a least-privileged role when the set-up made
+    one (GRIDPATROL_MIGRATION_URL names the owner); otherwise both are DATABASE_URL."""
     url = os.environ.get("DATABASE_URL")
     if not url:
         pytest.fail(
@@ -29,14 +31,15 @@ def _base_url() -> str:
             "with PostGIS and sets it; or export DATABASE_URL for your own PostGIS.",
             pytrace=False,
         )
-    return url
+    return url, os.environ.get("GRIDPATROL_MIGRATION_URL") or url
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    base = make_url(_base_url())
-    name = f"{base.database}_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+def test_database() -> Iterator[tuple[str, str]]:
+    """A fresh database for this run, created and migrated by the owner role."""
+    app_base, owner_base = (make_url(u) for u in _base_urls())
+    name = f"{owner_base.database}_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(owner_base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             has_template = conn.scalar(
@@ -46,12 +49,14 @@ def database_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE {template}'))
     except Exception as exc:  # the run must fail loudly, never skip
         pytest.fail(
-            f"Cannot create the test database on {base.render_as_string()}: {exc}", pytrace=False
+            f"Cannot create the test database on {owner_base.render_as_string()}: {exc}",
+            pytrace=False,
         )
-    url = base.set(database=name).render_as_string(hide_password=False)
+    owner_url = owner_base.set(database=name).render_as_string(hide_password=False)
+    app_url = app_base.set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
-        yield url
+        upgrade(owner_url, app_url=app_url)
+        yield app_url, owner_url
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -59,11 +64,24 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def app(database_url: str) -> Any:
+def database_url(test_database: tuple[str, str]) -> str:
+    """The URL the app serves with (the least-privileged role)."""
+    return test_database[0]
+
+
+@pytest.fixture(scope="session")
+def owner_url(test_database: tuple[str, str]) -> str:
+    return test_database[1]
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Any]:
     settings = Settings.from_env(
         database_url=database_url, secret_key="test-secret-" + "x" * 40, environment="test"
     )
-    return create_app(settings)
+    flask_app = create_app(settings)
+    yield flask_app
+    flask_app.extensions["gridpatrol.engine"].dispose()  # so the database can be dropped
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +100,9 @@ def connection(app: Any, engine: Engine) -> Iterator[Connection]:
     )
     try:
         yield conn
+        # Fire the deferred audit checks as a commit would: a test whose writes lack their
+        # audit events fails here, even though nothing is ever committed.
+        conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
     finally:
         app.extensions["gridpatrol.sessionmaker"] = original
         outer.rollback()

@@ -22,15 +22,16 @@ GRIDPATROL = str(Path(sys.executable).with_name("gridpatrol"))
 
 
 @pytest.fixture(scope="module")
-def cli_env(database_url: str) -> Iterator[dict[str, str]]:
-    base = make_url(database_url)
+def cli_env(database_url: str, owner_url: str) -> Iterator[dict[str, str]]:
+    base, owner = make_url(database_url), make_url(owner_url)
     name = f"gridpatrol_cli_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(owner.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE gridpatrol_template'))
     env = {
         **os.environ,
         "DATABASE_URL": base.set(database=name).render_as_string(False),
+        "GRIDPATROL_MIGRATION_URL": owner.set(database=name).render_as_string(False),
         "GRIDPATROL_SECRET_KEY": "cli-test-" + "k" * 40,
         "GRIDPATROL_DEMO_PASSWORD": "cli-demo-pass-1",
     }

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from backend.api.blueprint import Blueprint
 from backend.api.grid_schemas import (
+    CellWorkersSchema,
     FeatureCollectionSchema,
     FeatureSchema,
     ImportRequest,
@@ -19,11 +20,18 @@ from backend.api.grid_schemas import (
     LocateQuery,
     LocateSchema,
     QaQuery,
+    SetCellWorkersSchema,
 )
-from backend.api.security import ANY_ROLE, current_principal, requires
+from backend.api.security import (
+    ANY_ROLE,
+    DISPATCHERS,
+    current_principal,
+    current_scope,
+    requires,
+)
 from backend.errors import problem
 from backend.models import GridImport
-from backend.services import grid_query
+from backend.services import grid_query, roster
 from backend.services.errors import InvalidInput, NotFound
 from backend.services.grid_import import ImportOptions, import_boundaries
 from backend.services.grid_qa import QaThresholds, grid_qa
@@ -55,6 +63,7 @@ def _collection_views(collection: str, level: str) -> None:
                 town=args.get("town"),
                 community=args.get("community"),
                 bbox=grid_query.parse_bbox(args.get("bbox")),
+                scope=current_scope(),
                 offset=pagination_parameters.first_item,
                 limit=pagination_parameters.page_size,
                 with_geometry=args["geometry"],
@@ -71,13 +80,13 @@ def _collection_views(collection: str, level: str) -> None:
         @requires(*READERS)
         @blp.response(200, FeatureSchema)
         def get(self, code: str) -> dict[str, Any]:
-            return grid_query.get_feature(db_session(), level, code)
+            return grid_query.get_feature(db_session(), level, code, current_scope())
 
     class HistoryView(MethodView):
         @requires(*READERS)
         @blp.response(200, FeatureCollectionSchema)
         def get(self, code: str) -> dict[str, Any]:
-            features = grid_query.boundary_history(db_session(), level, code)
+            features = grid_query.boundary_history(db_session(), level, code, current_scope())
             return {
                 "type": "FeatureCollection",
                 "features": features,
@@ -113,12 +122,14 @@ class Locate(MethodView):
 
         A point on a boundary shared by several cells belongs to the cell whose code sorts first.
         """
-        return grid_query.locate(db_session(), args["lon"], args["lat"], args["crs"])
+        return grid_query.locate(
+            db_session(), args["lon"], args["lat"], args["crs"], current_scope()
+        )
 
 
 @blp.route("/qa")
 class Qa(MethodView):
-    @requires(*READERS)
+    @requires("admin", "city_dispatcher", "auditor")
     @blp.arguments(QaQuery, location="query")
     @blp.response(200)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -209,3 +220,26 @@ class ImportItem(MethodView):
         if record is None:
             raise NotFound(f"No grid import {import_id}.")
         return record
+
+
+@blp.route("/cells/<code>/workers")
+class CellWorkers(MethodView):
+    @requires(*READERS)
+    @blp.response(200, CellWorkersSchema)
+    def get(self, code: str) -> dict[str, Any]:
+        """The cell's primary grid worker and backups."""
+        return roster.cell_workers(db_session(), code, current_scope())
+
+    @requires("admin", *DISPATCHERS)
+    @blp.arguments(SetCellWorkersSchema)
+    @blp.response(200, CellWorkersSchema)
+    @blp.alt_response(409, description="The primary is already primary in another cell")
+    def put(self, body: dict[str, Any], code: str) -> dict[str, Any]:
+        """Set the cell's workers: one primary (or none) and any backups. A worker is primary
+        in at most one cell."""
+        session = db_session()
+        result = roster.set_cell_workers(
+            session, code, body.get("primary"), body["backups"], current_scope()
+        )
+        session.commit()
+        return result

@@ -152,3 +152,33 @@ class ImportSummarySchema(Schema):
     source_name = fields.String()
     status = fields.String()
     created_at = fields.DateTime()
+
+
+class RosterEntrySchema(Schema):
+    user_id = fields.Integer()
+    username = fields.String()
+    display_name = fields.String()
+    duty = fields.String()
+    assigned_at = fields.DateTime()
+    is_active = fields.Boolean()
+
+
+class CellWorkersSchema(Schema):
+    cell_code = fields.String()
+    primary = fields.Nested(RosterEntrySchema, allow_none=True)
+    backups = fields.List(fields.Nested(RosterEntrySchema))
+
+
+class SetCellWorkersSchema(Schema):
+    primary = fields.Integer(
+        allow_none=True,
+        load_default=None,
+        strict=True,
+        validate=validate.Range(1, 2**31 - 1),
+        metadata={"description": "user id of the primary worker, or null"},
+    )
+    backups = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(1, 2**31 - 1)),
+        load_default=list,
+        validate=validate.Length(0, 50),
+    )

@@ -1,18 +1,31 @@
 """SQLAlchemy 2.0 typed models, one module per aggregate."""
 
+from backend.models.audit import AuditEvent
 from backend.models.base import SRID, Base
 from backend.models.grid import City, Community, GridBoundaryVersion, GridCell, GridImport, Town
-from backend.models.user import ROLES, AppUser
+from backend.models.user import (
+    ROLES,
+    AppUser,
+    AuthSession,
+    CellWorker,
+    LoginThrottle,
+    RefreshToken,
+)
 
 __all__ = [
     "ROLES",
     "SRID",
     "AppUser",
+    "AuditEvent",
+    "AuthSession",
     "Base",
+    "CellWorker",
     "City",
     "Community",
     "GridBoundaryVersion",
     "GridCell",
     "GridImport",
+    "LoginThrottle",
+    "RefreshToken",
     "Town",
 ]

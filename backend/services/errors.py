@@ -53,3 +53,21 @@ class Forbidden(ServiceError):
     status = 403
     title = "Forbidden"
     type_suffix = "forbidden"
+
+
+class TooManyRequests(ServiceError):
+    """Throttled; `retry_after` (seconds) becomes the Retry-After header."""
+
+    status = 429
+    title = "Too many requests"
+    type_suffix = "too-many-requests"
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class PreconditionRequired(ServiceError):
+    status = 428
+    title = "Precondition required"
+    type_suffix = "precondition-required"

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from backend.models import GridImport
+from backend.services import audit
 from backend.services.errors import Conflict, InvalidInput
 from backend.services.grid_levels import Level, get_level
 from backend.services.grid_qa import (
@@ -187,6 +188,18 @@ def import_boundaries(
         "reasons": _summary(status, rejected, topology_errors, options),
     }
     session.flush()
+    audit.record(
+        session,
+        "import",
+        "grid_import",
+        record.id,
+        changes={
+            "status": {"from": None, "to": status},
+            "level": {"from": None, "to": level.name},
+            "source": {"from": None, "to": source_name},
+            **{k: {"from": None, "to": v} for k, v in counts.items()},
+        },
+    )
     return record
 
 
@@ -403,8 +416,11 @@ def _changes_sql(level: Level) -> str:
     parent_diff = (
         f"OR t.{level.parent_column} IS DISTINCT FROM s.parent_code" if level.parent_column else ""
     )
+    old_parent = f"t.{level.parent_column}" if level.parent_column else "NULL::text"
     return (
-        f"SELECT s.code, s.parent_code, s.geom, (t.code IS NULL) AS is_new "
+        f"SELECT s.code, s.parent_code, s.geom, (t.code IS NULL) AS is_new, "
+        f"t.name AS old_name, {old_parent} AS old_parent, t.version AS old_version, "
+        f"(t.code IS NULL OR NOT ST_Equals(t.geom, s.geom)) AS geom_changed "
         f"FROM qa_subject s JOIN grid_stage g ON g.code = s.code "
         f"LEFT JOIN {level.table} t ON t.code = s.code "
         f"WHERE s.focus AND (t.code IS NULL OR t.name IS DISTINCT FROM g.name {parent_diff} "
@@ -483,7 +499,28 @@ def _apply(session: Session, level: Level, import_id: int) -> dict[str, int]:
         ),
         {"level": level.name, "imp": import_id},
     )
+    _audit_changes(session, level, import_id)
     return counts
+
+
+def _audit_changes(session: Session, level: Level, import_id: int) -> None:
+    """One audit event per created or changed area (set-based)."""
+    for action, is_new in (("create", True), ("update", False)):
+        audit.record_from_query(
+            session,
+            action,
+            level.name,
+            f"SELECT c.code AS object_id, jsonb_strip_nulls(jsonb_build_object("
+            f"'name', CASE WHEN c.old_name IS DISTINCT FROM c.new_name THEN "
+            f"  jsonb_build_object('from', c.old_name, 'to', c.new_name) END, "
+            f"'parent_code', CASE WHEN c.old_parent IS DISTINCT FROM c.parent_code THEN "
+            f"  jsonb_build_object('from', c.old_parent, 'to', c.parent_code) END, "
+            f"'boundary', CASE WHEN c.geom_changed THEN jsonb_build_object("
+            f"  'from', c.old_version, 'to', t.version) END, "
+            f"'import_id', jsonb_build_object('from', NULL, 'to', :imp))) AS changes "
+            f"FROM grid_changes c JOIN {level.table} t USING (code) WHERE c.is_new = :new",
+            {"imp": import_id, "new": is_new},
+        )
 
 
 def _add_indexes(qa: dict[str, Any], by_code: dict[str, int]) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from backend.services.errors import InvalidInput, NotFound
 from backend.services.grid_levels import Level, get_level
+from backend.services.scope import CITY, Scope, area_clause, bound
 from geo import crs as geocrs
 
 GEOJSON_DIGITS = 7
@@ -84,10 +85,12 @@ def list_features(
     offset: int = 0,
     limit: int = 100,
     with_geometry: bool = True,
+    scope: Scope = CITY,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of features of a level, ordered by code, and the total count matched."""
     level = get_level(level_name)
-    where, params = ["true"], {"offset": offset, "limit": limit}
+    where = [area_clause(scope, level.name)]
+    params: dict[str, Any] = {"offset": offset, "limit": limit, **scope.params}
     if town:
         if level.name == "town":
             where.append("t.code = :town")
@@ -107,7 +110,7 @@ def list_features(
         )
         params.update(dict(zip(("x0", "y0", "x1", "y1"), bbox, strict=True)))
     clause = " AND ".join(where)
-    total = session.scalar(text(f"SELECT count(*) FROM {level.table} t WHERE {clause}"), params)
+    total = session.scalar(bound(f"SELECT count(*) FROM {level.table} t WHERE {clause}", params))
     feature = (
         _feature_sql(level)
         if with_geometry
@@ -117,28 +120,30 @@ def list_features(
         )
     )
     rows = session.scalars(
-        text(
+        bound(
             # Page first, then build GeoJSON only for the rows of the page.
             f"SELECT {feature} FROM (SELECT * FROM {level.table} t WHERE {clause} "
-            f"ORDER BY t.code OFFSET :offset LIMIT :limit) t ORDER BY t.code"
-        ),
-        params,
+            f"ORDER BY t.code OFFSET :offset LIMIT :limit) t ORDER BY t.code",
+            params,
+        )
     ).all()
     return list(rows), int(total or 0)
 
 
-def get_feature(session: Session, level_name: str, code: str) -> dict[str, Any]:
+def get_feature(
+    session: Session, level_name: str, code: str, scope: Scope = CITY
+) -> dict[str, Any]:
     """One area with its parents, area in m², and (for cells) its neighbours."""
     level = get_level(level_name)
     if not level.code_pattern.fullmatch(code):
         raise NotFound(f"No {level.name} with code {code!r}.")
     extra = "jsonb_build_object('area_m2', round(gp_area_m2(t.geom)::numeric, 1))"
     feature = session.scalar(
-        text(
+        bound(
             f"SELECT {_feature_sql(level, extra_props=extra)} FROM {level.table} t "
-            f"WHERE t.code = :code"
-        ),
-        {"code": code},
+            f"WHERE t.code = :code AND {area_clause(scope, level.name)}",
+            {"code": code, **scope.params},
+        )
     )
     if feature is None:
         raise NotFound(f"No {level.name} with code {code!r}.")
@@ -178,24 +183,30 @@ def _name_of(session: Session, table: str, code: str) -> dict[str, Any]:
     return {"code": code, "name": name}
 
 
-def locate(session: Session, lon: float, lat: float, crs: str = "wgs84") -> dict[str, Any]:
-    """Town, community and cell for a point given in any supported CRS."""
+def locate(
+    session: Session, lon: float, lat: float, crs: str = "wgs84", scope: Scope = CITY
+) -> dict[str, Any]:
+    """Town, community and cell for a point given in any supported CRS (404 outside the grid
+    or outside the caller's territory: the two are not told apart)."""
     try:
         x, y = geocrs.to_cgcs2000(geocrs.normalize_crs(crs), lon, lat)
     except ValueError as exc:
         raise InvalidInput(
             str(exc), errors=[{"in": "query", "field": "crs", "messages": [str(exc)]}]
         ) from exc
+    # The boundary rule picks one cell first; only then is the scope applied, so a point on
+    # the edge of a worker's cell is not "theirs" by a different rule than everyone else's.
     row = session.execute(
-        text(
+        bound(
             "SELECT c.code, c.name, c.community_code, m.name AS community_name, c.town_code, "
             "       t.name AS town_name, ST_Intersects(ST_Boundary(c.geom), p.g) AS on_boundary "
-            "FROM (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4490) AS g) p "
-            "JOIN grid_cell c ON ST_Intersects(c.geom, p.g) "
+            "FROM (SELECT c.* FROM (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4490) AS g) p "
+            "      JOIN grid_cell c ON ST_Intersects(c.geom, p.g) ORDER BY c.code LIMIT 1) c "
+            "CROSS JOIN (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4490) AS g) p "
             "JOIN community m ON m.code = c.community_code JOIN town t ON t.code = c.town_code "
-            "ORDER BY c.code LIMIT 1"
-        ),
-        {"x": x, "y": y},
+            f"WHERE {area_clause(scope, 'cell', 'c')}",
+            {"x": x, "y": y, **scope.params},
+        )
     ).first()
     if row is None:
         raise NotFound(
@@ -212,13 +223,15 @@ def locate(session: Session, lon: float, lat: float, crs: str = "wgs84") -> dict
     }
 
 
-def boundary_history(session: Session, level_name: str, code: str) -> list[dict[str, Any]]:
+def boundary_history(
+    session: Session, level_name: str, code: str, scope: Scope = CITY
+) -> list[dict[str, Any]]:
     """Every boundary version of one area, newest first, each as a GeoJSON Feature."""
     level = get_level(level_name)
     if not level.code_pattern.fullmatch(code):
         raise NotFound(f"No {level.name} with code {code!r}, now or in the past.")
     rows = session.scalars(
-        text(
+        bound(
             f"SELECT json_build_object('type', 'Feature', 'id', h.id, "
             f"'geometry', ST_AsGeoJSON(h.geom, {GEOJSON_DIGITS})::json, "
             f"'properties', json_build_object('code', h.code, 'name', h.name, "
@@ -226,13 +239,23 @@ def boundary_history(session: Session, level_name: str, code: str) -> list[dict[
             f"'valid_to', h.valid_to, 'import_id', h.import_id, "
             f"'area_m2', round(gp_area_m2(h.geom)::numeric, 1))) "
             f"FROM grid_boundary_version h WHERE h.level = :level AND h.code = :code "
-            f"ORDER BY h.valid_from DESC"
-        ),
-        {"level": level.name, "code": code},
+            f"AND {_in_scope_now(level, scope)} ORDER BY h.valid_from DESC",
+            {"level": level.name, "code": code, **scope.params},
+        )
     ).all()
     if not rows:
         raise NotFound(f"No {level.name} with code {code!r}, now or in the past.")
     return list(rows)
+
+
+def _in_scope_now(level: Level, scope: Scope) -> str:
+    """History is visible city-wide; elsewhere only for areas now in the caller's territory."""
+    if scope.kind == "city":
+        return "true"
+    return (
+        f"EXISTS (SELECT 1 FROM {level.table} t WHERE t.code = h.code "
+        f"AND {area_clause(scope, level.name)})"
+    )
 
 
 def cell_at(session: Session, lon: float, lat: float, when: datetime) -> str | None:

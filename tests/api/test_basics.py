@@ -92,7 +92,7 @@ def test_protected_route_needs_a_token(client):
 
 
 def test_login_wrong_password_is_401(client, session):
-    from backend.services.auth import create_user
+    from backend.services.users import create_user
 
     create_user(session, "someone", "right-password-1", "admin")
     session.commit()
@@ -109,12 +109,17 @@ def test_admin_only_route_forbids_a_worker(client, worker_headers):
     assert resp.mimetype == PROBLEM
 
 
-def test_expired_token_is_rejected(app, client, session):
-    from backend.services.auth import create_user, issue_access_token
+def test_expired_token_is_rejected(app, client, admin_headers):
+    import jwt
 
-    user = create_user(session, "shortlived", "right-password-1", "admin")
-    session.commit()
-    token, _ = issue_access_token(user, app.config["SECRET_KEY"], minutes=-1)
-    resp = client.get("/api/v1/grid/cells", headers={"Authorization": f"Bearer {token}"})
+    from backend.models import AppUser
+    from backend.services.auth import issue_access_token
+
+    token = admin_headers["Authorization"].split()[1]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    user = AppUser(id=int(claims["sub"]), role="admin")
+    expired, _ = issue_access_token(user, claims["sid"], app.config["SECRET_KEY"], minutes=-1)
+    resp = client.get("/api/v1/grid/cells", headers={"Authorization": f"Bearer {expired}"})
     assert resp.status_code == 401
     assert "expired" in resp.get_json()["detail"]
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from backend.services import audit
 from geo import crs as geocrs
+from tests.conftest import make_token
 from tests.grid_fixtures import load_small_grid
 
 PROBLEM = "application/problem+json"
@@ -142,6 +144,9 @@ def test_qa_endpoint_finds_problems_in_the_stored_grid(client, admin_headers, se
         )
     )
     session.execute(text("DELETE FROM grid_cell WHERE code = '441900003002004'"))
+    # every change needs its audit event, or the transaction cannot commit
+    audit.record(session, "update", "cell", "441900004001001", changes={"geom": "grown"})
+    audit.record(session, "delete", "cell", "441900003002004", changes={"deleted": True})
     session.commit()
     report = client.get("/api/v1/grid/qa?level=cell&sliver_m2=10", headers=admin_headers).get_json()
     cell = report["levels"]["cell"]
@@ -160,9 +165,24 @@ def test_qa_bad_level_is_422(client, admin_headers):
     assert resp.status_code == 422 and resp.mimetype == PROBLEM
 
 
-def test_mobile_whereami_defaults_to_gcj02(client, worker_headers, admin_headers):
+def test_mobile_whereami_defaults_to_gcj02(client, admin_headers, session):
     load_small_grid(client, admin_headers)
+    headers = {"Authorization": f"Bearer {make_token(client, session, 'grid_worker')}"}
+    me = client.get("/api/mobile/v1/auth/me", headers=headers).get_json()
+    resp = client.put(
+        "/api/v1/grid/cells/441900004002004/workers",
+        json={"primary": me["id"]},
+        headers=admin_headers,
+    )
+    assert resp.status_code == 200, resp.get_json()
     x, y = geocrs.wgs84_to_gcj02(113.81, 23.05)
-    resp = client.get(f"/api/mobile/v1/whereami?lon={x}&lat={y}", headers=worker_headers)
+    resp = client.get(f"/api/mobile/v1/whereami?lon={x}&lat={y}", headers=headers)
     assert resp.status_code == 200
-    assert resp.get_json()["cell"]["code"] == "441900004002004"
+    body = resp.get_json()
+    assert body["in_territory"] is True and body["cell"]["code"] == "441900004002004"
+    # in a cell that is not theirs: no codes, only that it is inside the grid
+    x, y = geocrs.wgs84_to_gcj02(113.71, 23.01)
+    body = client.get(f"/api/mobile/v1/whereami?lon={x}&lat={y}", headers=headers).get_json()
+    assert body == {"in_territory": False, "inside_grid": True}
+    body = client.get("/api/mobile/v1/whereami?lon=110&lat=30", headers=headers).get_json()
+    assert body == {"in_territory": False, "inside_grid": False}
