@@ -1,0 +1,189 @@
+"""Every route × every role: who may call what. A route missing from MATRIX fails the suite,
+so a new endpoint cannot ship without deciding who may use it. Plus: a worker cannot reach
+another cell's data by guessing codes or ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import make_token
+from tests.grid_fixtures import load_small_grid
+
+ROLES = (
+    "admin",
+    "city_dispatcher",
+    "town_dispatcher",
+    "community_dispatcher",
+    "grid_worker",
+    "department_officer",
+    "auditor",
+)
+ALL = frozenset(ROLES)
+DISPATCHERS = frozenset({"city_dispatcher", "town_dispatcher", "community_dispatcher"})
+PUBLIC = "public"
+USER_READERS = frozenset({"admin", "auditor"}) | DISPATCHERS
+
+MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/api/openapi.json"): PUBLIC,
+    ("GET", "/api/docs"): PUBLIC,
+    ("GET", "/api/docs/assets/<path:filename>"): PUBLIC,
+    ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("POST", "/api/v1/auth/refresh"): PUBLIC,
+    ("GET", "/api/v1/auth/me"): ALL,
+    ("POST", "/api/v1/auth/logout"): ALL,
+    ("POST", "/api/mobile/v1/auth/login"): PUBLIC,
+    ("POST", "/api/mobile/v1/auth/refresh"): PUBLIC,
+    ("GET", "/api/mobile/v1/auth/me"): ALL,
+    ("POST", "/api/mobile/v1/auth/logout"): ALL,
+    ("GET", "/api/mobile/v1/whereami"): ALL,
+    ("GET", "/api/v1/users"): USER_READERS,
+    ("POST", "/api/v1/users"): frozenset({"admin"}),
+    ("GET", "/api/v1/users/<int:user_id>"): USER_READERS,
+    ("PATCH", "/api/v1/users/<int:user_id>"): frozenset({"admin"}),
+    ("GET", "/api/v1/users/<int:user_id>/cells"): ALL,
+    ("GET", "/api/v1/grid/towns"): ALL,
+    ("GET", "/api/v1/grid/towns/<code>"): ALL,
+    ("GET", "/api/v1/grid/towns/<code>/history"): ALL,
+    ("GET", "/api/v1/grid/communities"): ALL,
+    ("GET", "/api/v1/grid/communities/<code>"): ALL,
+    ("GET", "/api/v1/grid/communities/<code>/history"): ALL,
+    ("GET", "/api/v1/grid/cells"): ALL,
+    ("GET", "/api/v1/grid/cells/<code>"): ALL,
+    ("GET", "/api/v1/grid/cells/<code>/history"): ALL,
+    ("GET", "/api/v1/grid/cells/<code>/workers"): ALL,
+    ("PUT", "/api/v1/grid/cells/<code>/workers"): frozenset({"admin"}) | DISPATCHERS,
+    ("GET", "/api/v1/grid/locate"): ALL,
+    ("GET", "/api/v1/grid/qa"): frozenset({"admin", "city_dispatcher", "auditor"}),
+    ("GET", "/api/v1/grid/imports"): frozenset({"admin"}),
+    ("POST", "/api/v1/grid/imports"): frozenset({"admin"}),
+    ("GET", "/api/v1/grid/imports/<int:import_id>"): frozenset({"admin"}),
+    ("GET", "/api/v1/audit"): frozenset({"admin", "auditor"}),
+}
+
+MY_CELL = "441900003001001"
+OTHER_CELL = "441900004002004"
+QUERY = {
+    "/api/v1/grid/locate": "?lon=113.705&lat=23.005",
+    "/api/mobile/v1/whereami": "?lon=113.705&lat=23.005&crs=wgs84",
+}
+
+
+def app_routes(app) -> set[tuple[str, str]]:
+    out = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            out.add((method, rule.rule))
+    return out
+
+
+@pytest.fixture()
+def world(client, admin_headers, session):
+    """The small grid, a token per role (territories around MY_CELL), a worker in MY_CELL."""
+    load_small_grid(client, admin_headers)
+    scope = {
+        "town_dispatcher": {"town_code": "441900003"},
+        "community_dispatcher": {"community_code": "441900003001"},
+        "department_officer": {"department_code": "SAMR"},
+    }
+
+    def mint(role: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {make_token(client, session, role, **scope.get(role, {}))}"
+        }
+
+    headers = {role: mint(role) for role in ROLES}
+    worker_id = client.get("/api/v1/auth/me", headers=headers["grid_worker"]).get_json()["id"]
+    resp = client.put(
+        f"/api/v1/grid/cells/{MY_CELL}/workers", json={"primary": worker_id}, headers=admin_headers
+    )
+    assert resp.status_code == 200
+    import_id = client.get("/api/v1/grid/imports", headers=admin_headers).get_json()[0]["id"]
+    return {"headers": headers, "worker_id": worker_id, "import_id": import_id, "mint": mint}
+
+
+def concrete(rule: str, world) -> str:
+    code = {"towns": "441900003", "communities": "441900003001", "cells": MY_CELL}
+    path = rule.replace("<int:user_id>", str(world["worker_id"]))
+    path = path.replace("<int:import_id>", str(world["import_id"]))
+    path = path.replace("<path:filename>", "swagger-ui.css")
+    for collection, value in code.items():
+        path = path.replace(f"/{collection}/<code>", f"/{collection}/{value}")
+    assert "<" not in path, path
+    return path + QUERY.get(rule, "")
+
+
+def test_every_route_has_a_rule(app):
+    missing = app_routes(app) - set(MATRIX)
+    assert not missing, f"routes without an entry in MATRIX: {sorted(missing)}"
+    stale = set(MATRIX) - app_routes(app)
+    assert not stale, f"MATRIX names routes that do not exist: {sorted(stale)}"
+
+
+def test_role_route_matrix(app, client, world):
+    failures = []
+    routes = sorted(MATRIX)
+    for method, rule in routes:
+        allowed = MATRIX[(method, rule)]
+        url = concrete(rule, world)
+        anonymous = client.open(url, method=method, json={})
+        if allowed == PUBLIC:
+            if anonymous.status_code in (401, 403):
+                failures.append(
+                    f"{method} {rule}: public but anonymous got {anonymous.status_code}"
+                )
+            continue
+        if anonymous.status_code != 401:
+            failures.append(f"{method} {rule}: anonymous got {anonymous.status_code}, not 401")
+        for role in ROLES:
+            # logout ends the session of its token: give it a token of its own
+            headers = world["mint"](role) if rule.endswith("/logout") else world["headers"][role]
+            resp = client.open(url, method=method, json={}, headers=headers)
+            if role in allowed and resp.status_code in (401, 403, 404, 405):
+                failures.append(f"{method} {rule}: {role} should pass, got {resp.status_code}")
+            if role not in allowed and resp.status_code != 403:
+                failures.append(f"{method} {rule}: {role} should get 403, got {resp.status_code}")
+            if resp.status_code >= 500:
+                failures.append(f"{method} {rule}: {role} got {resp.status_code}")
+    assert not failures, "\n".join(failures)
+
+
+def test_a_worker_cannot_reach_another_cell_by_guessing(client, world, admin_headers):
+    worker = world["headers"]["grid_worker"]
+    for url in (
+        f"/api/v1/grid/cells/{OTHER_CELL}",
+        f"/api/v1/grid/cells/{OTHER_CELL}/history",
+        f"/api/v1/grid/cells/{OTHER_CELL}/workers",
+        "/api/v1/grid/communities/441900004002",
+        "/api/v1/grid/towns/441900004",
+        "/api/v1/grid/locate?lon=113.81&lat=23.05",
+    ):
+        resp = client.get(url, headers=worker)
+        assert resp.status_code == 404, (url, resp.status_code)
+    listed = client.get("/api/v1/grid/cells", headers=worker).get_json()
+    assert [f["id"] for f in listed["features"]] == [MY_CELL]
+    assert client.get("/api/v1/grid/communities", headers=worker).get_json()["numberMatched"] == 1
+    # other people: not even their existence
+    other = client.post(
+        "/api/v1/users",
+        json={"username": "someone-else", "role": "grid_worker", "password": "a-good-password-1"},
+        headers=admin_headers,
+    ).get_json()
+    assert client.get(f"/api/v1/users/{other['id']}/cells", headers=worker).status_code == 404
+    assert client.get("/api/v1/users/999999/cells", headers=worker).status_code == 404
+    own = client.get(f"/api/v1/users/{world['worker_id']}/cells", headers=worker).get_json()
+    assert [c["cell_code"] for c in own] == [MY_CELL]
+
+
+def test_dispatchers_are_confined_to_their_territory(client, world):
+    town = world["headers"]["town_dispatcher"]
+    community = world["headers"]["community_dispatcher"]
+    assert client.get("/api/v1/grid/cells/441900003002001", headers=town).status_code == 200
+    assert client.get("/api/v1/grid/cells/441900004001001", headers=town).status_code == 404
+    assert client.get("/api/v1/grid/cells/441900003002001", headers=community).status_code == 404
+    cells = client.get("/api/v1/grid/cells?geometry=false", headers=community).get_json()
+    assert {f["id"][:12] for f in cells["features"]} == {"441900003001"}
+    towns = client.get("/api/v1/grid/towns", headers=community).get_json()
+    assert [f["id"] for f in towns["features"]] == ["441900003"]
