@@ -8,10 +8,12 @@ import re
 import sys
 import time
 import uuid
+from datetime import date, datetime
 from typing import Any
 
 import swagger_ui_bundle
 from flask import Flask, Response, g, request, send_from_directory
+from flask.json.provider import DefaultJSONProvider
 
 from backend import __version__
 from backend.api.problem_api import ProblemApi
@@ -55,9 +57,21 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+class IsoJSONProvider(DefaultJSONProvider):
+    """Datetimes as ISO 8601 (Flask's default is the HTTP date format)."""
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        if isinstance(o, datetime | date):
+            return o.isoformat()
+        return DefaultJSONProvider.default(o)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask("gridpatrol")
+    app.json_provider_class = IsoJSONProvider
+    app.json = IsoJSONProvider(app)
     if len(settings.secret_key) < 32:
         if settings.environment == "production":
             raise RuntimeError("GRIDPATROL_SECRET_KEY must be set (32+ characters) in production.")

@@ -70,7 +70,20 @@ def run(ctx: BenchContext) -> Figures:
 
 
 def _delete_cells(ctx: BenchContext) -> None:
+    # Deleting audited rows needs their audit events in the same transaction.
     with ctx.engine.begin() as conn:
+        for object_type, sql in (
+            ("cell_roster", "SELECT DISTINCT cell_code FROM cell_worker"),
+            ("cell", "SELECT code FROM grid_cell"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO audit_event (actor_username, actor_role, action, object_type, "
+                    f"object_id, changes) SELECT 'benchmark', 'system', 'delete', '{object_type}', "
+                    f"k, '{{}}' FROM ({sql}) s(k)"
+                )
+            )
+        conn.execute(text("DELETE FROM cell_worker"))
         conn.execute(text("DELETE FROM grid_boundary_version WHERE level = 'cell'"))
         conn.execute(text("DELETE FROM grid_cell"))
 

@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 
 from backend.api.blueprint import Blueprint
 from backend.api.fields import SafeString
+from backend.api.grid_schemas import CellOfWorkerSchema
 from backend.api.personal import Personal
 from backend.api.security import ANY_ROLE, current_principal, public, requires
 from backend.services import auth
@@ -40,7 +41,9 @@ class MeSchema(Schema):
     community_code = fields.String(allow_none=True)
     department_code = fields.String(allow_none=True)
     phone = Personal("phone", owner_attr="id", allow_none=True)
-    cells = fields.List(fields.Dict(), metadata={"description": "a grid worker's cells"})
+    cells = fields.List(
+        fields.Nested(CellOfWorkerSchema), metadata={"description": "a grid worker's cells"}
+    )
 
 
 class TokenUserSchema(Schema):

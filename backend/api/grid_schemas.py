@@ -182,3 +182,12 @@ class SetCellWorkersSchema(Schema):
         load_default=list,
         validate=validate.Length(0, 50),
     )
+
+
+class CellOfWorkerSchema(Schema):
+    cell_code = fields.String()
+    name = fields.String()
+    community_code = fields.String()
+    town_code = fields.String()
+    duty = fields.String(metadata={"description": "primary | backup"})
+    assigned_at = fields.DateTime()

@@ -10,6 +10,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from backend.api.blueprint import Blueprint
 from backend.api.fields import SafeString
+from backend.api.grid_schemas import CellOfWorkerSchema
 from backend.api.personal import Personal
 from backend.api.security import ANY_ROLE, DISPATCHERS, current_scope, requires
 from backend.models import ROLES
@@ -76,15 +77,6 @@ class UserQuery(Schema):
     community = SafeString(validate=validate.Regexp(r"^[0-9]{12}$"))
     q = SafeString(validate=validate.Length(1, 64), metadata={"description": "name contains"})
     active = fields.Boolean()
-
-
-class CellOfWorkerSchema(Schema):
-    cell_code = fields.String()
-    name = fields.String()
-    community_code = fields.String()
-    town_code = fields.String()
-    duty = fields.String(metadata={"description": "primary | backup"})
-    assigned_at = fields.DateTime()
 
 
 def if_match_version() -> int | None:

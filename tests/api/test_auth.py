@@ -37,6 +37,7 @@ def test_login_refresh_logout_cycle(client, alice, prefix):
     assert "password" not in resp.get_data(as_text=True)
     me = client.get(f"{prefix}/auth/me", headers=bearer(first["access_token"])).get_json()
     assert me["username"] == "alice" and me["phone"] == "13812345678"  # one's own: unmasked
+    assert first["expires_at"][:4].isdigit() and "T" in first["expires_at"]  # ISO 8601
 
     resp = client.post(f"{prefix}/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert resp.status_code == 200
