@@ -14,6 +14,7 @@ from typing import Any
 import swagger_ui_bundle
 from flask import Flask, Response, g, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend import __version__
 from backend.api.problem_api import ProblemApi
@@ -118,6 +119,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_appcontext(close_db_session)
 
     app.add_url_rule(SWAGGER_ASSETS + "/<path:filename>", "swagger_assets", _swagger_asset)
+    if settings.proxy_hops:  # client addresses (throttling, audit) from X-Forwarded-For
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
+        )
     api = ProblemApi(app)
     register_blueprints(api)
     register_error_handlers(app)

@@ -241,10 +241,18 @@ def users() -> None:
     confirmation_prompt=True,
     envvar="GRIDPATROL_NEW_PASSWORD",
 )
-@click.option("--town", default=None)
-@click.option("--community", default=None)
+@click.option("--town", default=None, help="town code (town dispatcher, department branch)")
+@click.option("--community", default=None, help="community code (community dispatcher)")
+@click.option("--department", default=None, help="department code (department officer)")
+@click.option("--phone", default=None)
 def users_create(
-    username: str, role: str, password: str, town: str | None, community: str | None
+    username: str,
+    role: str,
+    password: str,
+    town: str | None,
+    community: str | None,
+    department: str | None,
+    phone: str | None,
 ) -> None:
     """Create an account (e.g. the first admin)."""
     from backend.services.errors import ServiceError
@@ -253,7 +261,14 @@ def users_create(
     with _session() as session:
         try:
             user = create_user(
-                session, username, password, role, town_code=town, community_code=community
+                session,
+                username,
+                password,
+                role,
+                town_code=town,
+                community_code=community,
+                department_code=department,
+                phone=phone,
             )
         except ServiceError as exc:
             raise click.ClickException(exc.detail) from exc

@@ -50,8 +50,20 @@ def test_import_hierarchy_reports_counts(client, admin_headers, session):
     resp = upload(client, admin_headers, cells_fc(), "cell")
     assert resp.get_json()["report"]["features"]["created"] == 16
     assert count(session, "grid_cell") == 16
+    cell_events = "SELECT count(*) FROM audit_event WHERE object_type = 'cell'"
+    from sqlalchemy import text
+
+    assert session.scalar(text(cell_events)) == 16  # one event per created cell
     again = upload(client, admin_headers, cells_fc(), "cell").get_json()
     assert again["report"]["features"]["unchanged"] == 16
+    assert session.scalar(text(cell_events)) == 16  # nothing changed: no new event
+    import_events = session.scalar(
+        text(
+            "SELECT count(*) FROM audit_event WHERE object_type = 'grid_import' AND object_id = :i"
+        ),
+        {"i": str(again["id"])},
+    )
+    assert import_events == 1
     assert again["report"]["features"]["created"] == 0
     got = client.get(f"/api/v1/grid/imports/{again['id']}", headers=admin_headers)
     assert got.status_code == 200 and got.get_json()["report"]["features"]["unchanged"] == 16
