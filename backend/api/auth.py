@@ -11,9 +11,8 @@ from marshmallow import Schema, fields, validate
 
 from backend.api.blueprint import Blueprint
 from backend.api.fields import SafeString
-from backend.api.grid_schemas import CellOfWorkerSchema
-from backend.api.personal import Personal
 from backend.api.security import ANY_ROLE, current_principal, public, requires
+from backend.api.users import MeSchema
 from backend.services import auth
 from backend.services.roster import worker_cells
 from backend.services.scope import scope_of
@@ -32,20 +31,6 @@ class RefreshSchema(Schema):
     refresh_token = SafeString(required=True, validate=validate.Length(10, 200))
 
 
-class MeSchema(Schema):
-    id = fields.Integer()
-    username = fields.String()
-    display_name = fields.String()
-    role = fields.String()
-    town_code = fields.String(allow_none=True)
-    community_code = fields.String(allow_none=True)
-    department_code = fields.String(allow_none=True)
-    phone = Personal("phone", owner_attr="id", allow_none=True)
-    cells = fields.List(
-        fields.Nested(CellOfWorkerSchema), metadata={"description": "a grid worker's cells"}
-    )
-
-
 class TokenUserSchema(Schema):
     id = fields.Integer()
     username = fields.String()
@@ -60,6 +45,16 @@ class TokenSchema(Schema):
     refresh_token = fields.String(metadata={"description": "single use; rotate with /refresh"})
     refresh_expires_at = fields.DateTime()
     user = fields.Nested(TokenUserSchema)
+
+
+class _Me:
+    """An account plus its cells, for MeSchema."""
+
+    def __init__(self, user: Any, cells: list[dict[str, Any]]) -> None:
+        self._user, self.cells = user, cells
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._user, name)
 
 
 def _token_body(pair: auth.TokenPair) -> dict[str, Any]:
@@ -135,27 +130,13 @@ def register_auth_routes(target: Blueprint) -> None:
     class Me(MethodView):
         @requires(ANY_ROLE)
         @target.response(200, MeSchema)
-        def get(self) -> dict[str, Any]:
+        def get(self) -> Any:
             """Who am I: account, role, territory and (for grid workers) cells."""
             principal = current_principal()
             scope = scope_of(principal)
             session = db_session()
             user = get_user(session, principal.user_id, scope)
-            body = {
-                c: getattr(user, c)
-                for c in (
-                    "id",
-                    "username",
-                    "display_name",
-                    "role",
-                    "town_code",
-                    "community_code",
-                    "department_code",
-                    "phone",
-                )
-            }
-            body["cells"] = worker_cells(session, user.id, scope)
-            return body
+            return _Me(user, worker_cells(session, user.id, scope))
 
     for view, path in ((Login, "/login"), (Refresh, "/refresh"), (Logout, "/logout"), (Me, "/me")):
         view.__name__ = f"{target.name.title()}{view.__name__}"

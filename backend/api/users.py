@@ -39,6 +39,12 @@ class UserSchema(Schema):
     updated_at = fields.DateTime()
 
 
+class MeSchema(UserSchema):
+    cells = fields.List(
+        fields.Nested(CellOfWorkerSchema), metadata={"description": "a grid worker's cells"}
+    )
+
+
 class UserCreateSchema(Schema):
     username = SafeString(
         required=True,
