@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import bench_assign
 import bench_grid_build
 import bench_grid_import
 import bench_grid_qa
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[BenchContext], Figures]] = {
     "locate": bench_locate.run,
     "http": bench_http.run,
     "grid_import": bench_grid_import.run,
+    "assign": bench_assign.run,  # last: its entities pin the cells (placements reference them)
 }
 OUT_DIR = Path(__file__).resolve().parent / "out"
 TIME_BUDGET_S = 180.0

@@ -58,9 +58,30 @@ def test_database() -> Iterator[tuple[str, str]]:
         upgrade(owner_url, app_url=app_url)
         yield app_url, owner_url
     finally:
+        _end_app_connections(app_url, name)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def _end_app_connections(app_url: str, name: str) -> None:
+    """The owner may not terminate the app role's backends (FORCE needs that); the app role
+    may end its own, e.g. a connection an interrupted test left open."""
+    engine = create_engine(app_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :db AND pid <> pg_backend_pid() "
+                    "AND usename = current_user"
+                ),
+                {"db": name},
+            )
+    except Exception:  # best effort: the drop below reports what is really wrong
+        pass
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from backend.models.audit import AuditEvent
 from backend.models.base import SRID, Base
+from backend.models.entity import EntityPlacement, MarketEntity
 from backend.models.grid import City, Community, GridBoundaryVersion, GridCell, GridImport, Town
 from backend.models.user import (
     ROLES,
@@ -22,10 +23,12 @@ __all__ = [
     "CellWorker",
     "City",
     "Community",
+    "EntityPlacement",
     "GridBoundaryVersion",
     "GridCell",
     "GridImport",
     "LoginThrottle",
+    "MarketEntity",
     "RefreshToken",
     "Town",
 ]

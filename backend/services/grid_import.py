@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from backend.models import GridImport
-from backend.services import audit
+from backend.services import audit, placement
 from backend.services.errors import Conflict, InvalidInput
 from backend.services.grid_levels import Level, get_level
 from backend.services.grid_qa import (
@@ -140,8 +140,9 @@ def import_boundaries(
         topology_errors = {c: after[f"{c}_count"] for c in ERROR_CHECKS if after[f"{c}_count"]}
         accepted = not topology_errors and (options.partial or not rejected)
         counts = {"created": 0, "updated": 0, "unchanged": 0}
+        moves: list[dict[str, Any]] = []
         if accepted and not options.dry_run:
-            counts = _apply(session, level, record.id)
+            counts, moves = _apply(session, level, record.id)
             savepoint.commit()
         else:
             if accepted:
@@ -186,6 +187,7 @@ def import_boundaries(
         "repairs": repairs,
         "remaining_errors": topology_errors,
         "reasons": _summary(status, rejected, topology_errors, options),
+        "entities_moved": {"total": sum(m["entities"] for m in moves), "moves": moves[:500]},
     }
     session.flush()
     audit.record(
@@ -443,7 +445,9 @@ def _count_changes(session: Session, level: Level) -> dict[str, int]:
     }
 
 
-def _apply(session: Session, level: Level, import_id: int) -> dict[str, int]:
+def _apply(
+    session: Session, level: Level, import_id: int
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Upsert changed features and version their boundaries, set-based."""
     counts = _count_changes(session, level)
     # One instant for the whole import: every boundary it changes takes effect together.
@@ -500,7 +504,22 @@ def _apply(session: Session, level: Level, import_id: int) -> dict[str, int]:
         {"level": level.name, "imp": import_id},
     )
     _audit_changes(session, level, import_id)
-    return counts
+    moves = _replace_entities(session, now) if level.name == "cell" else []
+    return counts, moves
+
+
+# Everything the redrawn cells covered before or cover now: only entities in there can move.
+_REDRAWN_AREA = (
+    "SELECT ST_Union(g) FROM ("
+    "  SELECT h.geom AS g FROM grid_boundary_version h JOIN grid_changes c USING (code) "
+    "  WHERE h.level = 'cell' AND h.valid_to = :now AND c.geom_changed "
+    "  UNION ALL SELECT t.geom FROM grid_cell t JOIN grid_changes c USING (code) "
+    "  WHERE c.geom_changed) u"
+)
+
+
+def _replace_entities(session: Session, now: Any) -> list[dict[str, Any]]:
+    return placement.replace_in_area(session, _REDRAWN_AREA, {"now": now})
 
 
 def _audit_changes(session: Session, level: Level, import_id: int) -> None:
