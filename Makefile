@@ -28,8 +28,10 @@ db:
 migrate: venv db
 	@$(WITH_ENV) $(BIN)/gridpatrol db upgrade
 
+DEMO_ENTITIES ?= 100000
+
 demo: migrate
-	@$(WITH_ENV) $(BIN)/gridpatrol demo load
+	@$(WITH_ENV) $(BIN)/gridpatrol demo load --entities $(DEMO_ENTITIES)
 
 run: demo
 	@echo

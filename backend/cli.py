@@ -96,9 +96,17 @@ def demo() -> None:
 
 @demo.command("load")
 @click.option("--seed", default=20171109, show_default=True, type=int)
-def demo_load(seed: int) -> None:
+@click.option(
+    "--entities",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 10_000_000),
+    help="also add this many synthetic market entities (once)",
+)
+def demo_load(seed: int, entities: int) -> None:
     """Load the synthetic Dongguan (32 towns, ~590 communities, ~2,900 cells) once."""
     from backend.services.demo import load_demo
+    from backend.services.demo_entities import load_demo_entities
 
     password = os.environ.get("GRIDPATROL_DEMO_PASSWORD", DEMO_PASSWORD_DEFAULT)
     with _session() as session:
@@ -111,6 +119,16 @@ def demo_load(seed: int) -> None:
     )
     for username, role in result.accounts:
         click.echo(f"  demo account {username!r} ({role}), password {password!r}")
+    if entities:
+        with _session() as session:
+            report = load_demo_entities(session, entities, seed=seed)
+            session.commit()
+        verb = f"loaded {report['loaded']}" if report["loaded"] else "already present"
+        click.echo(
+            f"demo entities {verb}: {report['entities']} in the registry, "
+            f"{report['placed']} placed in cells, {report['no_location']} without a "
+            f"location, {report['outside_grid']} outside the grid"
+        )
 
 
 @main.group()

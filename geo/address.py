@@ -70,12 +70,12 @@ _DASH_RE = re.compile(rf"(?<![0-9{_NUM}])-|-(?![0-9{_NUM}])")
 # Numerals
 # --------------------------------------------------------------------------------------------
 
-# A run of Chinese numerals is numeric when followed by a unit/road word, by 之 or '-' plus
-# another numeral (十二之三, 十二-3) ...
 # 第 before a numbered house/building/floor/room (any spelling): 第三栋 → 三栋, 第3F → 3F.
 _DI_RE = re.compile(
     rf"第+(?=[0-9{_NUM}]+(?:[之\-][0-9{_NUM}]+)*(?:号|栋|座|幢|楼|层|室|房|单元|F))"
 )
+# A run of Chinese numerals is numeric when followed by a unit/road word, by 之 or '-' plus
+# another numeral (十二之三, 十二-3) ...
 _NUM_SUFFIX_RE = re.compile(
     rf"[{_NUM}]+(?=号|栋|座|幢|楼|层|室|房|巷|弄|街|路|单元|[之\-][0-9{_NUM}])"
 )
@@ -164,16 +164,19 @@ def normalize_address(text: str) -> str:
        whitespace, punctuation and brackets (，。、·,.()（）【】[]“”"' …), other scripts.
        '#' right after a number becomes 号 (3#楼 → 3号楼, 12# → 12号), any other '#' is dropped.
        Runs of '-' collapse to one, and a '-' is kept only between two numerals.
-    2. Numerals: 首层 → 1层.  A run of Chinese numerals (〇零一二两三四五六七八九十百千) becomes
-       Arabic only in a numeric context: followed by 号 栋 座 幢 楼 层 室 房 巷 弄 街 路 单元, or by
-       之/'-' plus a numeral, or preceded by an Arabic number plus 之, 号之 or '-'.  Examples:
-       十二号 → 12号, 一百零五号 → 105号, 两栋 → 2栋, 二〇一室 → 201室, 一百五号 → 150号.
-       Ill-formed runs (百三号, 十十号) and runs elsewhere (万江, 大千, 五一广场) are kept.
+    2. Numerals: 首层 → 1层.  第 is dropped before a number (Chinese or Arabic, also the
+       12之3 / 12-3 forms) followed by a house/building/floor/room word: 第三栋 → 3栋,
+       第二十三层 → 23楼; 第一工业区 is kept.  A run of Chinese numerals
+       (〇零一二两三四五六七八九十百千) becomes Arabic only in a numeric context: followed by
+       号 栋 座 幢 楼 层 室 房 巷 弄 街 路 单元, or by 之/'-' plus a numeral, or preceded by an
+       Arabic number plus 之, 号之 or '-'.  Examples: 十二号 → 12号, 一百零五号 → 105号,
+       两栋 → 2栋, 二〇一室 → 201室, 一百五号 → 150号, 横一路 → 横1路.  Ill-formed runs
+       (百三号, 十十号) and runs elsewhere (万江, 大千, 五一广场) are kept.
     3. Sub-numbers: 之 between numbers → '-' (12之3号 → 12-3号); 1号之3 → 1-3号 unless the 3
        is followed by a building/floor/room word (1号之3栋 is left alone).
     4. Units, each only right after a letter or digit: 号楼, 幢, 座 → 栋 (5号楼 → 5栋, A座 →
        A栋); 层 → 楼 (3层 → 3楼); <digits>F → 楼 (3F → 3楼); 房, 房间, 号房, 号室 → 室
-       (301房 → 301室).  第 before a number with 栋/楼/室/号/单元 is dropped (第3栋 → 3栋).
+       (301房 → 301室).
     5. Trailing descriptors without an identifying number before them are dropped:
        商铺, 铺位, 铺面, 门面, 档口 (12号首层商铺 → 12号1楼; 101商铺 is kept).
     6. Leading 中国, 广东省, 广东, 东莞市, 东莞 in any combination are removed, except 东莞 that
