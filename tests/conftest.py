@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,12 @@ from backend.migrate import upgrade
 from backend.services.users import create_user
 
 TEST_PASSWORD = "test-password-1"
+
+# Property tests are derandomised by default, so a red run is reproducible and CI is not a
+# lottery; HYPOTHESIS_PROFILE=explore searches afresh on every run.
+settings.register_profile("repeatable", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def _base_urls() -> tuple[str, str]:

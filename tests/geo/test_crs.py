@@ -298,4 +298,5 @@ def test_transform_geometry_preserves_shared_vertices(
     )
     union = shapely.union_all(out)
     assert union.geom_type == "Polygon"
-    assert union.area == pytest.approx(block.area, rel=1e-6)
+    # GCJ-02 is not area-preserving: ~1e-6 relative change over a block of cells
+    assert union.area == pytest.approx(block.area, rel=1e-5)
