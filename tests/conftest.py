@@ -4,6 +4,7 @@ that is rolled back. A missing database fails the run; nothing is skipped."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -73,18 +74,20 @@ def test_database() -> Iterator[tuple[str, str]]:
 
 def _end_app_connections(app_url: str, name: str) -> None:
     """The owner may not terminate the app role's backends (FORCE needs that); the app role
-    may end its own, e.g. a connection an interrupted test left open."""
+    may end its own, e.g. a connection an interrupted test left open. Waits until they are
+    gone, since a terminated backend takes a moment to exit."""
     engine = create_engine(app_url, isolation_level="AUTOCOMMIT")
+    others = (
+        "FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() "
+        "AND usename = current_user"
+    )
     try:
         with engine.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :db AND pid <> pg_backend_pid() "
-                    "AND usename = current_user"
-                ),
-                {"db": name},
-            )
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) {others}"), {"db": name})
+            for _ in range(50):
+                if not conn.scalar(text(f"SELECT count(*) {others}"), {"db": name}):
+                    break
+                time.sleep(0.1)
     except Exception:  # best effort: the drop below reports what is really wrong
         pass
     finally:

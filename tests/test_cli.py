@@ -122,6 +122,19 @@ def test_cli_end_to_end(cli_env: dict[str, str], tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["status"] == "rejected" and saved["features"]["read"] == 2
 
+    # the registry, as a GB18030 CSV the way registration systems export it
+    from backend.domain.uscc import make_code
+
+    good = make_code("9", "2", "441900", "MA1234567")
+    registry = tmp_path / "登记.csv"
+    registry.write_bytes(
+        f"统一社会信用代码,名称,住所,经度,纬度\n{good},莞城测试店,东莞市莞城街道,113.75,23.02\n"
+        f"BAD,坏店,东莞,,\n".encode("gb18030")
+    )
+    out = run(cli_env, "entities", "import", str(registry))
+    assert "created 1, updated 0, unchanged 0, rejected 1 (encoding gb18030)" in out
+    assert "row 3 (BAD)" in out
+
     env = {**cli_env, "GRIDPATROL_NEW_PASSWORD": "ops-password-1"}
     assert "created user 'ops'" in run(env, "users", "create", "ops", "--role", "city_dispatcher")
     assert "taken" in run(env, "users", "create", "ops", "--role", "admin", expect=1)

@@ -103,6 +103,13 @@ def replace_in_area(
     return _moves(session, where, params)
 
 
+def place_matching(
+    session: Session, where: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Re-place the entities a WHERE fragment over `{e}` selects; returns the moves."""
+    return _moves(session, where, params or {})
+
+
 def _moves(session: Session, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     changed = _changed(where, bulk=False)
     sql = _MOVES.format(changed=changed, upsert=_UPSERT.format(changed="SELECT * FROM moved"))
