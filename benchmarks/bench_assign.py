@@ -93,6 +93,12 @@ def _load_entities(ctx: BenchContext, rng: np.random.Generator) -> float:
                 "location_source) FROM STDIN",
                 buf,
             )
+        # every entity change needs its audit event in the same transaction
+        cur.execute(
+            "INSERT INTO audit_event (actor_username, actor_role, action, object_type, "
+            "object_id, changes) SELECT 'benchmark', 'system', 'create', 'entity', id::text, "
+            "'{}' FROM market_entity"
+        )
         cur.execute(
             "CREATE INDEX ix_market_entity_name_trgm ON market_entity USING gin (name gin_trgm_ops)"
         )

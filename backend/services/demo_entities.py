@@ -48,6 +48,13 @@ def load_demo_entities(session: Session, n: int, seed: int = 20171109) -> dict[s
     cursor = raw.cursor()
     for chunk in _chunks(rows, COPY_CHUNK):
         cursor.copy_expert(f"COPY market_entity ({', '.join(COLUMNS)}) FROM STDIN", _tsv(chunk))
+    audit.record_from_query(
+        session,
+        "create",
+        "entity",
+        "SELECT id AS object_id, jsonb_build_object('source', jsonb_build_object('from', NULL, "
+        "'to', 'demo')) AS changes FROM market_entity",
+    )
     audit.record(
         session,
         "demo_load",

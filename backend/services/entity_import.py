@@ -303,6 +303,17 @@ def _upsert(session: Session, report: ImportReport) -> None:
         )
     ).one()
     report.created, report.updated = counts.created, counts.updated
+    for action, created in (("create", True), ("update", False)):
+        audit.record_from_query(
+            session,
+            action,
+            "entity",
+            "SELECT t.id AS object_id, jsonb_build_object('source', jsonb_build_object("
+            "'from', NULL, 'to', 'registry import'), 'uscc', jsonb_build_object('from', NULL, "
+            "'to', m.uscc)) AS changes FROM entity_touched t JOIN market_entity m "
+            "ON m.id = t.id WHERE t.created = :created",
+            {"created": created},
+        )
     report.unchanged = counts.accepted - counts.created - counts.updated
     touched = counts.created + counts.updated
     if touched > 50_000:

@@ -6,7 +6,7 @@ import shapely
 from shapely.geometry import box, mapping
 from sqlalchemy import text
 
-from backend.services import placement
+from backend.services import audit, placement
 from tests.grid_fixtures import cells_fc, load_small_grid, upload
 
 INSERT_ENTITY = (
@@ -28,6 +28,7 @@ def add_entities(session, points: list[tuple[float, float] | None]) -> list[int]
             "lat": lat,
         }
         ids.append(session.scalar(text(INSERT_ENTITY), params))
+        audit.record(session, "create", "entity", ids[-1], changes={"test": True})
     return ids
 
 
