@@ -138,13 +138,24 @@ def _swagger_asset(filename: str) -> Response:
 def register_blueprints(api: ProblemApi) -> None:
     from backend.api.audit import blp as audit_blp
     from backend.api.auth import blp as auth_blp
+    from backend.api.entities import blp as entities_blp
     from backend.api.grid import blp as grid_blp
     from backend.api.health import blp as health_blp
     from backend.api.users import blp as users_blp
     from mobile_api import auth_blp as mobile_auth_blp
     from mobile_api import blp as mobile_blp
 
-    for blp in (health_blp, auth_blp, users_blp, grid_blp, audit_blp, mobile_auth_blp, mobile_blp):
+    blueprints = (
+        health_blp,
+        auth_blp,
+        users_blp,
+        grid_blp,
+        entities_blp,
+        audit_blp,
+        mobile_auth_blp,
+        mobile_blp,
+    )
+    for blp in blueprints:
         api.register_blueprint(blp)
 
 

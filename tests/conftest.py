@@ -67,9 +67,22 @@ def test_database() -> Iterator[tuple[str, str]]:
         yield app_url, owner_url
     finally:
         _end_app_connections(app_url, name)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
+
+
+def drop_database(admin: Engine, name: str) -> None:
+    """Plain DROP (it stops an autovacuum worker itself, which WITH (FORCE) may not signal
+    as a non-superuser), retried while a just-terminated backend is still exiting."""
+    for attempt in range(50):
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            return
+        except Exception:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
 
 
 def _end_app_connections(app_url: str, name: str) -> None:
@@ -88,8 +101,8 @@ def _end_app_connections(app_url: str, name: str) -> None:
                 if not conn.scalar(text(f"SELECT count(*) {others}"), {"db": name}):
                     break
                 time.sleep(0.1)
-    except Exception:  # best effort: the drop below reports what is really wrong
-        pass
+    except Exception as exc:  # best effort: the drop below reports what is really wrong
+        print("could not end the app role's connections:", exc)
     finally:
         engine.dispose()
 

@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.conftest import drop_database
+
 GRIDPATROL = str(Path(sys.executable).with_name("gridpatrol"))
 
 
@@ -38,8 +40,7 @@ def cli_env(database_url: str, owner_url: str) -> Iterator[dict[str, str]]:
     try:
         yield env
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
 
 

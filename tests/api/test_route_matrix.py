@@ -4,8 +4,14 @@ another cell's data by guessing codes or ids."""
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import pytest
+from sqlalchemy import text
+
+from backend.domain.uscc import make_code
+from backend.services import audit, placement
+from backend.services.entity_import import import_registry
 from tests.conftest import make_token
 from tests.grid_fixtures import load_small_grid
 
@@ -59,6 +65,9 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/grid/imports"): frozenset({"admin"}),
     ("GET", "/api/v1/grid/imports/<int:import_id>"): frozenset({"admin"}),
     ("GET", "/api/v1/audit"): frozenset({"admin", "auditor"}),
+    ("GET", "/api/v1/entities"): ALL,
+    ("GET", "/api/v1/entities/<int:entity_id>"): ALL,
+    ("PATCH", "/api/v1/entities/<int:entity_id>"): frozenset({"admin"}) | DISPATCHERS,
 }
 
 MY_CELL = "441900003001001"
@@ -101,13 +110,29 @@ def world(client, admin_headers, session):
     )
     assert resp.status_code == 200
     import_id = client.get("/api/v1/grid/imports", headers=admin_headers).get_json()[0]["id"]
-    return {"headers": headers, "worker_id": worker_id, "import_id": import_id, "mint": mint}
+    uscc = make_code("9", "2", "441900", "MA0000001")
+    import_registry(
+        session,
+        io.BytesIO(
+            f"统一社会信用代码,名称,住所,经度,纬度\n{uscc},网格里的店,东莞市东城街道,113.705,23.005\n".encode()
+        ),
+    )
+    session.commit()
+    entity_id = session.scalar(text("SELECT id FROM market_entity WHERE uscc = :u"), {"u": uscc})
+    return {
+        "headers": headers,
+        "worker_id": worker_id,
+        "import_id": import_id,
+        "mint": mint,
+        "entity_id": entity_id,
+    }
 
 
 def concrete(rule: str, world) -> str:
     code = {"towns": "441900003", "communities": "441900003001", "cells": MY_CELL}
     path = rule.replace("<int:user_id>", str(world["worker_id"]))
     path = path.replace("<int:import_id>", str(world["import_id"]))
+    path = path.replace("<int:entity_id>", str(world["entity_id"]))
     path = path.replace("<path:filename>", "swagger-ui.css")
     for collection, value in code.items():
         path = path.replace(f"/{collection}/<code>", f"/{collection}/{value}")
@@ -150,7 +175,7 @@ def test_role_route_matrix(app, client, world):
     assert not failures, "\n".join(failures)
 
 
-def test_a_worker_cannot_reach_another_cell_by_guessing(client, world, admin_headers):
+def test_a_worker_cannot_reach_another_cell_by_guessing(client, world, admin_headers, session):
     worker = world["headers"]["grid_worker"]
     for url in (
         f"/api/v1/grid/cells/{OTHER_CELL}",
@@ -173,6 +198,21 @@ def test_a_worker_cannot_reach_another_cell_by_guessing(client, world, admin_hea
     ).get_json()
     assert client.get(f"/api/v1/users/{other['id']}/cells", headers=worker).status_code == 404
     assert client.get("/api/v1/users/999999/cells", headers=worker).status_code == 404
+    # entities: theirs yes; one placed in another cell does not exist for them
+    listed = client.get("/api/v1/entities", headers=worker).get_json()
+    assert [e["id"] for e in listed] == [world["entity_id"]]
+    session.execute(
+        text(
+            "UPDATE market_entity SET geom = ST_SetSRID(ST_MakePoint(113.81, "
+            "23.05), 4490) WHERE id = :i"
+        ),
+        {"i": world["entity_id"]},
+    )
+    audit.record(session, "correct", "entity", world["entity_id"], changes={"moved": True})
+    placement.place_entities(session, [world["entity_id"]])
+    session.commit()
+    assert client.get(f"/api/v1/entities/{world['entity_id']}", headers=worker).status_code == 404
+    assert client.get("/api/v1/entities", headers=worker).get_json() == []
     own = client.get(f"/api/v1/users/{world['worker_id']}/cells", headers=worker).get_json()
     assert [c["cell_code"] for c in own] == [MY_CELL]
 
