@@ -12,8 +12,9 @@ from backend.api.fields import Crs, SafeString
 from backend.api.personal import Personal
 from backend.api.security import ANY_ROLE, DISPATCHERS, current_scope, requires
 from backend.api.users import if_match_version
+from backend.domain.registry_rows import HEADERS
 from backend.models.entity import REGISTRATION_STATUSES
-from backend.services import entities, grid_query
+from backend.services import entities, entity_import, grid_query
 from backend.web import db_session
 
 blp = Blueprint(
@@ -100,6 +101,56 @@ class EntityCorrection(Schema):
     )
     business_address = SafeString(allow_none=True, validate=validate.Length(1, 200))
     phone = SafeString(allow_none=True, validate=validate.Regexp(r"^\+?[0-9][0-9 -]{5,30}$"))
+
+
+class ChangeBatch(Schema):
+    changes = fields.List(
+        fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True)),
+        required=True,
+        validate=validate.Length(1, 10_000),
+        metadata={
+            "description": "registry rows: uscc, name, registered_address, kind, status, "
+            "legal_representative, phone, business_address, "
+            "industry_code, business_scope, established_on, "
+            "last_changed_on, credit_class, lon, lat"
+        },
+    )
+    crs = Crs(load_default="wgs84")
+
+
+class ChangeReportSchema(Schema):
+    rows = fields.Integer()
+    created = fields.Integer()
+    updated = fields.Integer()
+    unchanged = fields.Integer()
+    rejected = fields.Integer()
+    rejected_rows = fields.List(
+        fields.Dict(),
+        metadata={"description": "row = position in `changes`, from 1; uscc; reasons"},
+    )
+    rejected_by_reason = fields.Dict()
+    placement = fields.Dict()
+
+
+@blp.route("/changes")
+class Changes(MethodView):
+    @requires("admin")
+    @blp.arguments(ChangeBatch)
+    @blp.response(200, ChangeReportSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The registration system's feed: new registrations and changes, one or many (up to
+        10,000 per call). Each is checked on its own, upserted by USCC, audited and placed in
+        its cell at once; the answer reports every row."""
+        session = db_session()
+        rows = (
+            (i, {k: v for k, v in change.items() if k in HEADERS})
+            for i, change in enumerate(body["changes"], start=1)
+        )
+        report = entity_import.import_rows(
+            session, rows, source_name="change feed", crs=body["crs"]
+        )
+        session.commit()
+        return report.as_dict()
 
 
 @blp.route("")

@@ -14,7 +14,7 @@ import csv
 import io
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -93,9 +93,8 @@ def import_registry(
     crs: str = "wgs84",
     progress: Progress | None = None,
 ) -> ImportReport:
-    report = ImportReport()
-    crs = geocrs.normalize_crs(crs)
-    rows, report.encoding = _rows(source, filename or getattr(source, "name", ""), encoding)
+    """A registry file: its header row is mapped, then its rows go through `import_rows`."""
+    rows, used_encoding = _rows(source, filename or getattr(source, "name", ""), encoding)
     try:
         header = next(rows)
     except StopIteration:
@@ -104,14 +103,35 @@ def import_registry(
         columns = map_headers(list(header))
     except HeaderError as exc:
         raise InvalidInput(str(exc)) from exc
+    mapped = (
+        (row_no, {canon: row[i] if i < len(row) else None for i, canon in columns.items()})
+        for row_no, row in enumerate(rows, start=2)  # row 1 is the header
+    )
+    report = import_rows(
+        session, mapped, source_name=filename or "upload", crs=crs, progress=progress
+    )
+    report.encoding = used_encoding
+    return report
+
+
+def import_rows(
+    session: Session,
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    *,
+    source_name: str,
+    crs: str = "wgs84",
+    progress: Progress | None = None,
+) -> ImportReport:
+    """(row number, {canonical field: raw value}) pairs — from a file or from the change feed
+    — checked, staged, upserted and placed; one report."""
+    report = ImportReport()
+    crs = geocrs.normalize_crs(crs)
     _create_stage(session)
     chunk: list[tuple[Any, ...]] = []
-    for row_no, row in enumerate(rows, start=2):  # row 1 is the header
-        report.rows += 1
-        raw = {canon: row[i] if i < len(row) else None for i, canon in columns.items()}
+    for row_no, raw in rows:
         if all(v is None or str(v).strip() == "" for v in raw.values()):
-            report.rows -= 1  # blank line
-            continue
+            continue  # a blank line
+        report.rows += 1
         cleaned = clean_row(raw)
         if not cleaned.ok:
             report.reject(
@@ -134,7 +154,7 @@ def import_registry(
         session,
         "import",
         "entity_registry",
-        filename or "upload",
+        source_name,
         changes={
             k: {"from": None, "to": v}
             for k, v in report.as_dict().items()

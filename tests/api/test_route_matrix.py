@@ -66,6 +66,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/grid/imports/<int:import_id>"): frozenset({"admin"}),
     ("GET", "/api/v1/audit"): frozenset({"admin", "auditor"}),
     ("GET", "/api/v1/entities"): ALL,
+    ("POST", "/api/v1/entities/changes"): frozenset({"admin"}),
     ("GET", "/api/v1/entities/<int:entity_id>"): ALL,
     ("PATCH", "/api/v1/entities/<int:entity_id>"): frozenset({"admin"}) | DISPATCHERS,
 }
