@@ -108,31 +108,58 @@ def test_change_feed_upserts_reports_and_places(client, admin_headers, session):
     load_small_grid(client, admin_headers)
     new = make_code("9", "1", "441900", "MA0000042")
     changes = [
-        {"uscc": new, "name": "东莞市新开电子有限公司", "registered_address": "东莞市南城街道",
-         "lon": 113.81, "lat": 23.05, "industry_code": "3971", "established_on": "2026-11-20"},
+        {
+            "uscc": new,
+            "name": "东莞市新开电子有限公司",
+            "registered_address": "东莞市南城街道",
+            "lon": 113.81,
+            "lat": 23.05,
+            "industry_code": "3971",
+            "established_on": "2026-11-20",
+        },
         {"uscc": "91441900MA0000000X", "name": "坏码", "registered_address": "东莞"},
         {"uscc": new, "name": "重复"},
     ]
-    resp = client.post("/api/v1/entities/changes", json={"changes": changes},
-                       headers=admin_headers)
+    resp = client.post("/api/v1/entities/changes", json={"changes": changes}, headers=admin_headers)
     assert resp.status_code == 200, resp.get_json()
     report = resp.get_json()
     assert (report["created"], report["rejected"]) == (1, 2)
     assert sorted(r["row"] for r in report["rejected_rows"]) == [2, 3]
-    row = session.execute(text(
-        "SELECT e.kind, p.cell_code FROM market_entity e JOIN entity_placement p "
-        "ON p.entity_id = e.id WHERE e.uscc = :u"), {"u": new}).one()
+    row = session.execute(
+        text(
+            "SELECT e.kind, p.cell_code FROM market_entity e JOIN entity_placement p "
+            "ON p.entity_id = e.id WHERE e.uscc = :u"
+        ),
+        {"u": new},
+    ).one()
     assert row.kind == "企业" and row.cell_code == "441900004002004"
     # a change of address moves it at once, and is audited
-    moved = client.post("/api/v1/entities/changes", headers=admin_headers, json={"changes": [
-        {**changes[0], "registered_address": "东莞市东城街道", "lon": 113.705, "lat": 23.005}]})
+    moved = client.post(
+        "/api/v1/entities/changes",
+        headers=admin_headers,
+        json={
+            "changes": [
+                {
+                    **changes[0],
+                    "registered_address": "东莞市东城街道",
+                    "lon": 113.705,
+                    "lat": 23.005,
+                }
+            ]
+        },
+    )
     assert moved.get_json()["updated"] == 1
     assert moved.get_json()["placement"] == {"moved": 1}
-    actions = session.scalars(text(
-        "SELECT action FROM audit_event WHERE object_type = 'entity' ORDER BY id")).all()
+    actions = session.scalars(
+        text("SELECT action FROM audit_event WHERE object_type = 'entity' ORDER BY id")
+    ).all()
     assert actions == ["create", "update"]
     bad = client.post("/api/v1/entities/changes", json={"changes": []}, headers=admin_headers)
     assert bad.status_code == 422 and bad.mimetype == PROBLEM
     worker = {"Authorization": f"Bearer {make_token(client, session, 'grid_worker')}"}
-    assert client.post("/api/v1/entities/changes", json={"changes": changes},
-                       headers=worker).status_code == 403
+    assert (
+        client.post(
+            "/api/v1/entities/changes", json={"changes": changes}, headers=worker
+        ).status_code
+        == 403
+    )
