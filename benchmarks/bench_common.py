@@ -66,10 +66,24 @@ def scratch_database(base_url: str) -> Iterator[str]:
             upgrade(url)
             yield url
         finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _drop(admin, name)
     finally:
         admin.dispose()
+
+
+def _drop(admin: Engine, name: str) -> None:
+    """FORCE first (ends our own leftover sessions); a plain DROP, retried, when an autovacuum
+    worker (which a non-superuser may not signal) is busy in the database."""
+    for attempt in range(100):
+        sql = f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if attempt == 0 else "")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(sql))
+            return
+        except Exception:
+            if attempt == 99:
+                raise
+            time.sleep(0.1)
 
 
 def timed(fn: Callable[[], T]) -> tuple[float, T]:
