@@ -21,7 +21,7 @@ from sqlalchemy import text
 from backend.db import make_engine, make_sessionmaker
 from backend.domain.demo_entities import generate_entities
 from backend.services.demo import load_demo
-from backend.services.demo_entities import _town_points
+from backend.services.demo_entities import town_points
 from backend.services.entity_import import import_registry
 
 HEADER = [
@@ -70,7 +70,7 @@ def main() -> None:
             towns = session.execute(text("SELECT code, name, geom FROM town ORDER BY code")).all()
         import shapely
 
-        points = _town_points([shapely.from_wkb(bytes.fromhex(str(t.geom))) for t in towns])
+        points = town_points([shapely.from_wkb(bytes.fromhex(str(t.geom))) for t in towns])
         path = Path(tmp) / "registry.csv"
         t0 = time.perf_counter()
         with path.open("w", encoding="utf-8", newline="") as handle:

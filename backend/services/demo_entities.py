@@ -1,10 +1,7 @@
-"""Load synthetic market entities into the demo city (`gridpatrol demo load --entities N`),
-streamed with COPY in chunks, then placed into cells set-based."""
+"""Load synthetic market entities into the demo city (`gridpatrol demo load --entities N`)."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -13,60 +10,37 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from backend.domain.demo_entities import PointSource, generate_entities
-from backend.services import audit, placement
+from backend.domain.registry_rows import HEADERS
+from backend.services import placement
+from backend.services.entity_import import import_rows
 
-COPY_CHUNK = 50_000
-COLUMNS = (
-    "uscc",
-    "name",
-    "kind",
-    "status",
-    "legal_representative",
-    "phone",
-    "registered_address",
-    "business_address",
-    "industry_code",
-    "business_scope",
-    "established_on",
-    "credit_class",
-    "geom",
-    "location_source",
-)
+# generator key → registry field (the rest keep their names)
+RENAMED = {"established": "established_on"}
 
 
 def load_demo_entities(session: Session, n: int, seed: int = 20171109) -> dict[str, Any]:
-    """Add `n` entities once (nothing when the registry already has entities)."""
-    existing = session.scalar(text("SELECT count(*) FROM market_entity"))
-    if existing:
+    """Add `n` entities once (nothing when the registry already has entities), through the
+    same pipeline as a registry import: checked, upserted, audited and placed."""
+    if session.scalar(text("SELECT count(*) FROM market_entity")):
         return {"loaded": 0, **placement.placement_totals(session)}
     towns = session.execute(text("SELECT code, name, geom FROM town ORDER BY code")).all()
     if not towns:
         raise ValueError("load the demo city first: entities need towns")
-    points = _town_points([shapely.from_wkb(bytes.fromhex(str(t.geom))) for t in towns])
-    rows = generate_entities(n, points, [(t.code, t.name) for t in towns], seed=seed)
-    raw = session.connection().connection.dbapi_connection
-    cursor = raw.cursor()
-    for chunk in _chunks(rows, COPY_CHUNK):
-        cursor.copy_expert(f"COPY market_entity ({', '.join(COLUMNS)}) FROM STDIN", _tsv(chunk))
-    audit.record_from_query(
-        session,
-        "create",
-        "entity",
-        "SELECT id AS object_id, jsonb_build_object('source', jsonb_build_object('from', NULL, "
-        "'to', 'demo')) AS changes FROM market_entity",
+    points = town_points([shapely.from_wkb(bytes.fromhex(str(t.geom))) for t in towns])
+    generated = generate_entities(n, points, [(t.code, t.name) for t in towns], seed=seed)
+    rows = (
+        (i, {RENAMED.get(k, k): v for k, v in row.items() if RENAMED.get(k, k) in HEADERS})
+        for i, row in enumerate(generated, start=1)
     )
-    audit.record(
-        session,
-        "demo_load",
-        "market_entity_registry",
-        "demo",
-        changes={"entities": {"from": 0, "to": n}, "seed": {"from": None, "to": seed}},
-    )
-    totals = placement.place_all(session)
-    return {"loaded": n, **totals}
+    report = import_rows(session, rows, source_name=f"demo (seed {seed})")
+    if report.rejected:
+        raise RuntimeError(
+            f"the demo generator made {report.rejected} invalid rows: {report.rejected_rows[:3]}"
+        )
+    return {"loaded": report.created, **placement.placement_totals(session)}
 
 
-def _town_points(town_geoms: list[Any]) -> PointSource:
+def town_points(town_geoms: list[Any]) -> PointSource:
     """Uniform points in the city, with the index of the town holding each."""
     city = shapely.union_all(town_geoms)
     shapely.prepare(city)
@@ -91,45 +65,3 @@ def _town_points(town_geoms: list[Any]) -> PointSource:
         return np.concatenate(xs)[:k], np.concatenate(ys)[:k], np.concatenate(idx)[:k]
 
     return points
-
-
-def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _tsv(rows: list[dict[str, Any]]) -> io.StringIO:
-    buf = io.StringIO()
-    for r in rows:
-        located = r["lon"] is not None
-        values = [
-            r["uscc"],
-            r["name"],
-            r["kind"],
-            r["status"],
-            r["legal_representative"],
-            r["phone"],
-            r["registered_address"],
-            r["business_address"],
-            r["industry_code"],
-            r["business_scope"],
-            r["established"],
-            r["credit_class"],
-            f"SRID=4490;POINT({r['lon']:.7f} {r['lat']:.7f})" if located else None,
-            "registry_coordinates" if located else None,
-        ]
-        buf.write("\t".join(_copy_value(v) for v in values) + "\n")
-    buf.seek(0)
-    return buf
-
-
-def _copy_value(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    return str(value).replace("\\", "\\\\").replace("\t", " ").replace("\n", " ")
