@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -85,17 +86,11 @@ class MarketEntity(Base):
         ),
         Index("ix_market_entity_geom", "geom", postgresql_using="gist"),
         Index("ix_market_entity_industry", "industry_code"),
+        # name and address searched together (migration 0005): one GIN instead of two
         Index(
-            "ix_market_entity_name_trgm",
-            "name",
+            "ix_market_entity_search_trgm",
+            text("(name || ' ' || registered_address) gin_trgm_ops"),
             postgresql_using="gin",
-            postgresql_ops={"name": "gin_trgm_ops"},
-        ),
-        Index(
-            "ix_market_entity_address_trgm",
-            "registered_address",
-            postgresql_using="gin",
-            postgresql_ops={"registered_address": "gin_trgm_ops"},
         ),
     )
 

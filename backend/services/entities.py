@@ -63,7 +63,8 @@ def list_entities(
     if filters.get("unplaced") is not None:
         where.append("p.cell_code IS NULL" if filters["unplaced"] else "p.cell_code IS NOT NULL")
     if filters.get("q"):
-        where.append("(e.name ILIKE :q OR e.registered_address ILIKE :q OR e.uscc = :q_exact)")
+        # the expression of the trigram index ix_market_entity_search_trgm
+        where.append("((e.name || ' ' || e.registered_address) ILIKE :q OR e.uscc = :q_exact)")
         q = filters["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         params.update(q=f"%{q}%", q_exact=filters["q"].upper())
     if filters.get("bbox"):
