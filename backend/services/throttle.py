@@ -67,6 +67,13 @@ def check(session: Session, username: str, client_addr: str | None) -> None:
 
 
 def record_failure(session: Session, username: str, client_addr: str | None) -> None:
+    # Forget keys idle for a day (guessed usernames would otherwise pile up).
+    session.execute(
+        text(
+            "DELETE FROM login_throttle WHERE last_failure_at < now() - interval '1 day' "
+            "AND (locked_until IS NULL OR locked_until < now())"
+        )
+    )
     for key, policy in keys(username, client_addr):
         session.execute(
             text(
