@@ -39,7 +39,8 @@ run: demo
 	@echo "  API docs   http://$(HOST):$(PORT)/api/docs   (OpenAPI: /api/openapi.json)"
 	@echo "  health     http://$(HOST):$(PORT)/healthz"
 	@echo
-	@$(WITH_ENV) exec $(BIN)/gridpatrol serve --host $(HOST) --port $(PORT)
+	@$(WITH_ENV) { $(BIN)/gridpatrol worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT; \
+		$(BIN)/gridpatrol serve --host $(HOST) --port $(PORT); }
 
 test: venv db
 	@$(WITH_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)

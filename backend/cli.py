@@ -297,6 +297,30 @@ def entities_import(file: Path, encoding: str | None, crs: str, report_path: Pat
         click.echo(f"  ... {report.rejected - 20} more; by reason: {body['rejected_by_reason']}")
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="run the queued jobs, then exit")
+@click.option("--poll", default=2.0, show_default=True, type=float, help="seconds between polls")
+def worker(once: bool, poll: float) -> None:
+    """Run background jobs (registry imports uploaded through the API). Start as many as you
+    like, on any host: each job is claimed by exactly one."""
+    import time
+
+    from backend.db import make_engine, make_sessionmaker
+    from backend.services.import_jobs import run_next
+
+    engine = make_engine(_settings().database_url)
+    sessions = make_sessionmaker(engine)
+    click.echo("worker started", err=True)
+    while True:
+        job_id = run_next(sessions, engine)
+        if job_id is not None:
+            click.echo(f"entity import job {job_id} finished", err=True)
+            continue
+        if once:
+            return
+        time.sleep(poll)
+
+
 @main.group()
 def users() -> None:
     """Accounts."""

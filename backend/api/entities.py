@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
+from flask_smorest.fields import Upload
 from marshmallow import EXCLUDE, Schema, fields, validate
+from sqlalchemy import func, select
 
 from backend.api.blueprint import Blueprint
 from backend.api.fields import Crs, SafeString
 from backend.api.personal import Personal
-from backend.api.security import ANY_ROLE, DISPATCHERS, current_scope, requires
+from backend.api.security import (
+    ANY_ROLE,
+    DISPATCHERS,
+    current_principal,
+    current_scope,
+    requires,
+)
 from backend.api.users import if_match_version
 from backend.domain.registry_rows import HEADERS
+from backend.models import EntityImportJob
 from backend.models.entity import REGISTRATION_STATUSES
-from backend.services import entities, entity_import, grid_query
+from backend.services import entities, entity_import, grid_query, import_jobs
+from backend.services.errors import InvalidInput
 from backend.web import db_session
 
 blp = Blueprint(
@@ -130,6 +141,79 @@ class ChangeReportSchema(Schema):
     )
     rejected_by_reason = fields.Dict()
     placement = fields.Dict()
+
+
+class ImportUpload(Schema):
+    file = Upload(required=True, metadata={"description": "CSV (UTF-8 or GB18030) or XLSX"})
+    encoding = SafeString(validate=validate.Length(1, 32))
+    crs = Crs(load_default="wgs84")
+
+
+class ImportJobSchema(Schema):
+    id = fields.Integer()
+    status = fields.String(metadata={"description": "queued | running | done | failed"})
+    filename = fields.String()
+    encoding = fields.String(allow_none=True)
+    crs = fields.String()
+    rows_read = fields.Integer(metadata={"description": "progress while running"})
+    report = fields.Dict(allow_none=True)
+    error = fields.String(allow_none=True)
+    created_by = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+@blp.route("/imports")
+class Imports(MethodView):
+    @requires("admin")
+    @blp.arguments(ImportUpload, location="form_and_files")
+    @blp.response(202, ImportJobSchema)
+    def post(self, form: dict[str, Any]) -> Any:
+        """Queue a registry file (up to the upload limit; larger files: `gridpatrol entities
+        import`). A worker (`gridpatrol worker`) runs it; poll the job for progress and the
+        report."""
+        data = form["file"].read()
+        if not data:
+            raise InvalidInput("The uploaded file is empty.")
+        session = db_session()
+        job = import_jobs.submit(
+            session,
+            data,
+            form["file"].filename or "upload",
+            encoding=form.get("encoding"),
+            crs=form["crs"],
+            user_id=current_principal().user_id,
+        )
+        session.commit()
+        return job, 202, {"Location": f"{request.path}/{job.id}"}
+
+    @requires("admin")
+    @blp.response(200, ImportJobSchema(many=True))
+    @blp.paginate(page_size=50, max_page_size=500)
+    def get(self, pagination_parameters: Any) -> list[Any]:
+        """Import jobs, newest first."""
+        session = db_session()
+        query = select(EntityImportJob).order_by(EntityImportJob.id.desc())
+        pagination_parameters.item_count = session.scalar(
+            select(func.count()).select_from(EntityImportJob)
+        )
+        return list(
+            session.scalars(
+                query.offset(pagination_parameters.first_item).limit(
+                    pagination_parameters.page_size
+                )
+            )
+        )
+
+
+@blp.route("/imports/<int:job_id>")
+class ImportJob(MethodView):
+    @requires("admin")
+    @blp.response(200, ImportJobSchema)
+    def get(self, job_id: int) -> Any:
+        """One import job: status, rows read so far, and the report when done."""
+        return import_jobs.get(db_session(), job_id)
 
 
 @blp.route("/changes")

@@ -4,6 +4,7 @@ from backend.models.audit import AuditEvent
 from backend.models.base import SRID, Base
 from backend.models.entity import EntityPlacement, MarketEntity
 from backend.models.grid import City, Community, GridBoundaryVersion, GridCell, GridImport, Town
+from backend.models.jobs import EntityImportJob
 from backend.models.user import (
     ROLES,
     AppUser,
@@ -23,6 +24,7 @@ __all__ = [
     "CellWorker",
     "City",
     "Community",
+    "EntityImportJob",
     "EntityPlacement",
     "GridBoundaryVersion",
     "GridCell",

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from backend.domain.uscc import make_code
-from backend.services import audit, placement
+from backend.services import audit, import_jobs, placement
 from backend.services.entity_import import import_registry
 from tests.conftest import make_token
 from tests.grid_fixtures import load_small_grid
@@ -67,6 +67,9 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/audit"): frozenset({"admin", "auditor"}),
     ("GET", "/api/v1/entities"): ALL,
     ("POST", "/api/v1/entities/changes"): frozenset({"admin"}),
+    ("GET", "/api/v1/entities/imports"): frozenset({"admin"}),
+    ("POST", "/api/v1/entities/imports"): frozenset({"admin"}),
+    ("GET", "/api/v1/entities/imports/<int:job_id>"): frozenset({"admin"}),
     ("GET", "/api/v1/entities/<int:entity_id>"): ALL,
     ("PATCH", "/api/v1/entities/<int:entity_id>"): frozenset({"admin"}) | DISPATCHERS,
 }
@@ -120,12 +123,15 @@ def world(client, admin_headers, session):
     )
     session.commit()
     entity_id = session.scalar(text("SELECT id FROM market_entity WHERE uscc = :u"), {"u": uscc})
+    job = import_jobs.submit(session, b"x", "x.csv", encoding=None, crs="wgs84", user_id=None)
+    session.commit()
     return {
         "headers": headers,
         "worker_id": worker_id,
         "import_id": import_id,
         "mint": mint,
         "entity_id": entity_id,
+        "job_id": job.id,
     }
 
 
@@ -134,6 +140,7 @@ def concrete(rule: str, world) -> str:
     path = rule.replace("<int:user_id>", str(world["worker_id"]))
     path = path.replace("<int:import_id>", str(world["import_id"]))
     path = path.replace("<int:entity_id>", str(world["entity_id"]))
+    path = path.replace("<int:job_id>", str(world["job_id"]))
     path = path.replace("<path:filename>", "swagger-ui.css")
     for collection, value in code.items():
         path = path.replace(f"/{collection}/<code>", f"/{collection}/{value}")
