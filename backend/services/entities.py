@@ -11,10 +11,9 @@ from backend.services import audit, placement
 from backend.services.errors import (
     InvalidInput,
     NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
 )
 from backend.services.scope import CITY, Scope, area_clause, bound
+from backend.services.versioning import require_version, versioned_update
 from geo import crs as geocrs
 
 _SELECT = """
@@ -123,8 +122,7 @@ def correct_entity(
     """A dispatcher's correction (location, business address, phone), optimistic-locked,
     audited, and re-placed at once when the location moves."""
     before = get_entity(session, entity_id, scope)
-    if expected_version is None:
-        raise PreconditionRequired("Send If-Match with the entity's ETag to change it.")
+    require_version(expected_version, "entity")
     values: dict[str, Any] = {}
     for key in ("business_address", "phone"):
         if key in changes:
@@ -146,18 +144,12 @@ def correct_entity(
                 ", geom = ST_SetSRID(ST_MakePoint(:lon, :lat), 4490), "
                 "location_source = 'manual', location_accuracy_m = :accuracy"
             )
-    sets = "".join(f", {k} = :{k}" for k in ("business_address", "phone") if k in values)
-    row = session.execute(
-        text(
-            f"UPDATE market_entity SET version = version + 1, updated_at = now(){sets}{geom_sql} "
-            f"WHERE id = :id AND version = :v RETURNING version"
-        ),
-        {**values, "id": entity_id, "v": expected_version},
-    ).first()
-    if row is None:
-        raise PreconditionFailed(
-            f"Entity {entity_id} has changed since version {expected_version}; reload it."
-        )
+    sets = [f"{k} = :{k}" for k in ("business_address", "phone") if k in values]
+    if geom_sql:
+        sets.append(geom_sql.lstrip(", "))
+    versioned_update(
+        session, "market_entity", entity_id, expected_version, ", ".join(sets), values, "entity"
+    )
     moves = placement.place_entities(session, [entity_id]) if "location" in changes else []
     after = get_entity(session, entity_id, CITY)  # it may have left the caller's territory
     fields = ("business_address", "phone", "lon", "lat", "location_source", "cell_code")

@@ -14,10 +14,9 @@ from backend.services.errors import (
     Conflict,
     InvalidInput,
     NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
 )
 from backend.services.scope import Scope, bound, user_clause
+from backend.services.versioning import require_version, versioned_update
 
 AUDITED_FIELDS = (
     "username",
@@ -82,8 +81,7 @@ def update_user(
 ) -> AppUser:
     """Apply `changes` if the caller saw the current version (optimistic locking)."""
     user = get_user(session, user_id, scope)
-    if expected_version is None:
-        raise PreconditionRequired("Send If-Match with the user's ETag to update it.")
+    require_version(expected_version, "user")
     before = snapshot(user)
     unknown = set(changes) - set(UPDATABLE)
     if unknown:
@@ -105,17 +103,7 @@ def update_user(
     if "password" in changes:
         values["password_hash"] = hash_password(changes["password"])
     sets = ", ".join(f"{k} = :{k}" for k in values)
-    row = session.execute(
-        text(
-            f"UPDATE app_user SET {sets}, version = version + 1, updated_at = now() "
-            f"WHERE id = :id AND version = :v RETURNING version"
-        ),
-        {**values, "id": user_id, "v": expected_version},
-    ).first()
-    if row is None:
-        raise PreconditionFailed(
-            f"User {user_id} has changed since version {expected_version}; reload it."
-        )
+    versioned_update(session, "app_user", user_id, expected_version, sets, values, "user")
     session.expire(user)
     after = snapshot(user)
     change_set = audit.diff(before, after)
