@@ -80,6 +80,9 @@ class EntitySummarySchema(Schema):
     cell_code = fields.String(allow_none=True)
     community_code = fields.String(allow_none=True)
     town_code = fields.String(allow_none=True)
+    unplaced_reason = fields.String(
+        allow_none=True, metadata={"description": "no_location | outside_grid; null when placed"}
+    )
     version = fields.Integer()
 
 

@@ -22,7 +22,9 @@ SELECT e.id, e.uscc, e.name, e.kind, e.status, e.legal_representative, e.phone,
        e.established_on, e.last_changed_on, e.credit_class, e.licences, e.annual_report_years,
        e.abnormal_reason, e.abnormal_listed_on, e.abnormal_removed_on,
        ST_X(e.geom) AS lon, ST_Y(e.geom) AS lat, e.location_source, e.location_accuracy_m,
-       p.cell_code, c.community_code, c.town_code, e.version, e.created_at, e.updated_at
+       p.cell_code, c.community_code, c.town_code, e.version, e.created_at, e.updated_at,
+       CASE WHEN e.geom IS NULL THEN 'no_location'
+            WHEN p.cell_code IS NULL THEN 'outside_grid' END AS unplaced_reason
 FROM market_entity e
 LEFT JOIN entity_placement p ON p.entity_id = e.id
 LEFT JOIN grid_cell c ON c.code = p.cell_code
