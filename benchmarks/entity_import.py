@@ -20,26 +20,13 @@ from sqlalchemy import text
 
 from backend.db import make_engine, make_sessionmaker
 from backend.domain.demo_entities import generate_entities
+from backend.domain.registry_rows import HEADERS
 from backend.services.demo import load_demo
-from backend.services.demo_entities import town_points
+from backend.services.demo_entities import RENAMED, town_points
 from backend.services.entity_import import import_registry
 
-HEADER = [
-    "统一社会信用代码",
-    "名称",
-    "主体类型",
-    "登记状态",
-    "法定代表人",
-    "联系电话",
-    "住所",
-    "经营场所",
-    "行业代码",
-    "经营范围",
-    "成立日期",
-    "信用风险分类",
-    "经度",
-    "纬度",
-]
+# The generator's keys, and the Chinese header a registration system exports for each
+# (the first alias in the import's own mapping).
 KEYS = [
     "uscc",
     "name",
@@ -56,6 +43,7 @@ KEYS = [
     "lon",
     "lat",
 ]
+HEADER = [HEADERS[RENAMED.get(k, k)][0] for k in KEYS]
 
 
 def main() -> None:

@@ -130,8 +130,7 @@ def _read_zip(data: bytes, encoding: str | None) -> ReadResult:
         zipfile.BadZipFile,
         zlib.error,
         EOFError,
-        RuntimeError,
-        NotImplementedError,
+        RuntimeError,  # also covers zipfile's "compression method not supported"
         OSError,
     ) as exc:
         # damaged, encrypted or oddly compressed archives
