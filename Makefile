@@ -54,6 +54,7 @@ format: venv
 	@$(BIN)/ruff check --fix .
 
 bench: migrate
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	@$(WITH_ENV) $(BIN)/python benchmarks/run_all.py
 
 db-stop:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import NamedTuple
 
 __all__ = [
     "COMPONENT_NAMES",
+    "ParsedAddress",
     "address_components",
     "address_key",
     "normalize_address",
+    "parse_address",
     "similarity",
 ]
 
@@ -308,6 +311,21 @@ def address_key(text: str) -> str:
     """
     s = normalize_address(text)
     return s[_parse(s)[1] :] or s
+
+
+class ParsedAddress(NamedTuple):
+    """Everything matching needs from one address, normalised once."""
+
+    normalized: str
+    key: str
+    components: dict[str, str | None]
+
+
+def parse_address(text: str) -> ParsedAddress:
+    """``normalize_address``, ``address_key`` and ``address_components`` in one pass."""
+    s = normalize_address(text)
+    parts, admin_end = _parse(s)
+    return ParsedAddress(s, s[admin_end:] or s, parts)
 
 
 def _bigrams(s: str) -> set[str]:

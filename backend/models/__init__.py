@@ -2,7 +2,7 @@
 
 from backend.models.audit import AuditEvent
 from backend.models.base import SRID, Base
-from backend.models.entity import EntityPlacement, MarketEntity
+from backend.models.entity import EntityPlacement, MarketEntity, StandardAddress
 from backend.models.grid import City, Community, GridBoundaryVersion, GridCell, GridImport, Town
 from backend.models.jobs import EntityImportJob
 from backend.models.user import (
@@ -32,5 +32,6 @@ __all__ = [
     "LoginThrottle",
     "MarketEntity",
     "RefreshToken",
+    "StandardAddress",
     "Town",
 ]

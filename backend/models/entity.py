@@ -29,6 +29,8 @@ from backend.models.base import SRID, Base, created_at_column
 ENTITY_KINDS = ("企业", "个体工商户", "农民专业合作社")
 REGISTRATION_STATUSES = ("存续", "在业", "迁出", "注销", "吊销")
 LOCATION_SOURCES = ("address_match", "registry_coordinates", "worker_verified", "manual")
+#: an address that geocoding could not match: no point, listed for an address check
+UNMATCHED = "unmatched"
 USCC_PATTERN = "^[0-9A-HJ-NP-RTUWXY]{18}$"
 
 
@@ -66,6 +68,11 @@ class MarketEntity(Base):
     )
     location_source: Mapped[str | None] = mapped_column(Text)
     location_accuracy_m: Mapped[float | None] = mapped_column(Float)
+    # the geocoder's answer for the address (kept also when another source gave the point)
+    address_match_id: Mapped[int | None] = mapped_column(BigInteger)
+    address_match_score: Mapped[float | None] = mapped_column(Float)
+    # metres between the point in use and the matched standard address, when both exist
+    location_disagreement_m: Mapped[float | None] = mapped_column(Float)
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = created_at_column()
@@ -80,8 +87,9 @@ class MarketEntity(Base):
             "credit_class IS NULL OR credit_class IN ('A', 'B', 'C', 'D')", name="credit_class"
         ),
         CheckConstraint(
-            f"(geom IS NULL) = (location_source IS NULL) AND "
-            f"(location_source IS NULL OR {_in('location_source', LOCATION_SOURCES)})",
+            f"(geom IS NULL) = (location_source IS NULL OR location_source = '{UNMATCHED}') AND "
+            f"(location_source IS NULL OR "
+            f"{_in('location_source', (*LOCATION_SOURCES, UNMATCHED))})",
             name="location_source",
         ),
         Index("ix_market_entity_geom", "geom", postgresql_using="gist"),
@@ -112,3 +120,34 @@ class EntityPlacement(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
     __table_args__ = (Index("ix_entity_placement_cell", "cell_code"),)
+
+
+class StandardAddress(Base):
+    """The police door-plate library (标准地址): one row per normalised address, with its
+    point and the components the geocoder checks exactly (road, house number, building)."""
+
+    __tablename__ = "standard_address"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    source_id: Mapped[str | None] = mapped_column(Text)  # the library's own code (地址编码)
+    full_text: Mapped[str] = mapped_column(Text, nullable=False)
+    normalized: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    match_key: Mapped[str] = mapped_column(Text, nullable=False)  # without town and community
+    town: Mapped[str | None] = mapped_column(Text)
+    community: Mapped[str | None] = mapped_column(Text)
+    road: Mapped[str | None] = mapped_column(Text)
+    house_number: Mapped[str | None] = mapped_column(Text)
+    building: Mapped[str | None] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(
+        Geometry("POINT", srid=SRID, spatial_index=False), nullable=False
+    )
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = created_at_column()
+    __table_args__ = (
+        Index("ix_standard_address_geom", "geom", postgresql_using="gist"),
+        Index("ix_standard_address_plate", "road", "house_number"),
+        Index(
+            "ix_standard_address_key_trgm",
+            text("match_key gin_trgm_ops"),
+            postgresql_using="gin",
+        ),
+    )

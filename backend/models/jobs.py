@@ -24,11 +24,13 @@ from backend.models.base import Base, created_at_column
 
 
 class EntityImportJob(Base):
-    """A registry file uploaded through the API, imported by a worker; the file is kept in
-    the database until the job ends, so any worker on any host can run it."""
+    """A file uploaded through the API (the registry, or the standard address library),
+    imported by a worker; the file is kept in the database until the job ends, so any worker
+    on any host can run it."""
 
     __tablename__ = "entity_import_job"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24), nullable=False, server_default="registry")
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="queued")
     filename: Mapped[str] = mapped_column(Text, nullable=False)
     encoding: Mapped[str | None] = mapped_column(String(32))
@@ -43,5 +45,6 @@ class EntityImportJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        CheckConstraint("kind IN ('registry', 'standard_addresses')", name="kind"),
         Index("ix_entity_import_job_queued", "id", postgresql_where=text("status = 'queued'")),
     )
