@@ -9,12 +9,9 @@ reasons and never leaves partial data; good rows are never lost because another 
 
 from __future__ import annotations
 
-import codecs
-import csv
 import io
-import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -23,8 +20,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from backend.domain.registry_rows import HeaderError, clean_row, map_headers
-from backend.services import audit, placement
+from backend.services import audit, geocoding, placement
 from backend.services.errors import InvalidInput
+from backend.services.tabular import read_table
 from geo import crs as geocrs
 
 CHUNK = 20_000
@@ -46,6 +44,7 @@ STAGE_COLUMNS = (
     "credit_class",
     "lon",
     "lat",
+    *geocoding.INPUT_COLUMNS,
 )
 ENTITY_COLUMNS = STAGE_COLUMNS[1:14]
 Progress = Callable[[int], None]
@@ -94,7 +93,7 @@ def import_registry(
     progress: Progress | None = None,
 ) -> ImportReport:
     """A registry file: its header row is mapped, then its rows go through `import_rows`."""
-    rows, used_encoding = _rows(source, filename or getattr(source, "name", ""), encoding)
+    rows, used_encoding = read_table(source, filename or getattr(source, "name", ""), encoding)
     try:
         header = next(rows)
     except StopIteration:
@@ -149,6 +148,7 @@ def import_rows(
     if progress:
         progress(report.rows)
     _reject_in_database(session, report)
+    geocoding.match_table(session, "entity_stage", key="row_no", where="s.rejected IS NULL")
     _upsert(session, report)
     audit.record(
         session,
@@ -164,63 +164,6 @@ def import_rows(
     return report
 
 
-def _rows(
-    source: Path | IO[bytes], filename: str, encoding: str | None
-) -> tuple[Iterator[tuple[Any, ...]], str | None]:
-    handle: IO[bytes] = source.open("rb") if isinstance(source, Path) else source
-    head = handle.read(4)
-    handle.seek(0)
-    if head == b"PK\x03\x04" or filename.lower().endswith(".xlsx"):
-        return _xlsx_rows(handle), None
-    chosen = encoding or _detect_encoding(handle)
-    try:
-        codecs.lookup(chosen)
-    except LookupError:
-        raise InvalidInput(f"Unknown encoding {chosen!r}.") from None
-    stream = io.TextIOWrapper(handle, encoding=chosen, errors="strict", newline="")
-    reader = csv.reader(stream)
-
-    def rows() -> Iterator[tuple[Any, ...]]:
-        try:
-            for row in reader:
-                yield tuple(row)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InvalidInput(
-                f"The file cannot be read as {chosen} CSV near line {reader.line_num}: {exc}."
-            ) from exc
-
-    return rows(), chosen
-
-
-def _detect_encoding(handle: IO[bytes]) -> str:
-    """UTF-8 (with or without BOM) when the first 1 MB decodes as UTF-8, else GB18030 (a
-    superset of GBK and GB2312, what Chinese registration systems export)."""
-    sample = handle.read(1 << 20)
-    handle.seek(0)
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    try:
-        sample.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(sample) - 4:  # not merely a character cut at the sample's end
-            return "gb18030"
-    return "utf-8"
-
-
-def _xlsx_rows(handle: IO[bytes]) -> Iterator[tuple[Any, ...]]:
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    try:
-        book = load_workbook(handle, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise InvalidInput(f"The XLSX file cannot be read: {exc}.") from exc
-    try:
-        yield from book.worksheets[0].iter_rows(values_only=True)
-    finally:
-        book.close()
-
-
 def _create_stage(session: Session) -> None:
     session.execute(text("DROP TABLE IF EXISTS entity_stage"))
     session.execute(
@@ -229,7 +172,8 @@ def _create_stage(session: Session) -> None:
             "kind text, status text, legal_representative text, phone text, "
             "registered_address text, business_address text, industry_code text, "
             "business_scope text, established_on date, last_changed_on date, credit_class text, "
-            "lon float8, lat float8, rejected text) ON COMMIT DROP"
+            f"lon float8, lat float8, {geocoding.INPUT_DDL}, {geocoding.RESULT_DDL}, "
+            "rejected text) ON COMMIT DROP"
         )
     )
 
@@ -238,7 +182,8 @@ def _stage_tuple(row_no: int, v: dict[str, Any], crs: str) -> tuple[Any, ...]:
     lon, lat = v["lon"], v["lat"]
     if lon is not None:
         lon, lat = geocrs.to_cgcs2000(crs, lon, lat)
-    return (row_no, *(v[c] for c in ENTITY_COLUMNS), lon, lat)
+    address = v["business_address"] or v["registered_address"]  # 经营场所 is where it works
+    return (row_no, *(v[c] for c in ENTITY_COLUMNS), lon, lat, *geocoding.address_fields(address))
 
 
 def _copy(session: Session, rows: list[tuple[Any, ...]]) -> None:
@@ -280,14 +225,43 @@ def _reject_in_database(session: Session, report: ImportReport) -> None:
     report.rejected_rows.sort(key=lambda item: item["row"])
 
 
+# The location an import brings: registry coordinates, else the matched standard address,
+# else none ('unmatched'); and how far the coordinates are from the matched address.
+_INCOMING = """
+SELECT s.*, CASE WHEN s.lon IS NOT NULL THEN ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4490)
+                 ELSE s.match_geom END AS geom,
+       CASE WHEN s.lon IS NOT NULL THEN 'registry_coordinates'
+            WHEN s.match_id IS NOT NULL THEN 'address_match' ELSE 'unmatched' END AS source,
+       CASE WHEN s.lon IS NOT NULL THEN ST_DistanceSphere(
+                ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4490), s.match_geom) END AS disagreement
+FROM entity_stage s WHERE s.rejected IS NULL
+"""
+
+# Whether the incoming location replaces the entity's: never one verified on site or set by
+# hand; otherwise when the entity has none, when the address changed (the old point belongs
+# to the old address), when registry coordinates come, or a fresh address match replaces an
+# old one.
+_TAKE = """(COALESCE(m.location_source, '') NOT IN ('worker_verified', 'manual') AND (
+    m.location_source IS NULL OR m.location_source = 'unmatched'
+    OR m.registered_address IS DISTINCT FROM EXCLUDED.registered_address
+    OR m.business_address IS DISTINCT FROM EXCLUDED.business_address
+    OR EXCLUDED.location_source = 'registry_coordinates'
+    OR (m.location_source = 'address_match' AND EXCLUDED.location_source = 'address_match')))"""
+
+
 def _upsert(session: Session, report: ImportReport) -> None:
     cols = ", ".join(ENTITY_COLUMNS)
-    geom = "CASE WHEN s.lon IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4490) END"
-    source = "CASE WHEN s.lon IS NULL THEN NULL ELSE 'registry_coordinates' END"
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ENTITY_COLUMNS[1:])
-    # A row without coordinates keeps a location the entity already has (e.g. verified on
-    # site); registry coordinates replace only registry coordinates or nothing.
-    differs = " OR ".join(f"m.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in ENTITY_COLUMNS[1:])
+    differs = " OR ".join(
+        f"m.{c} IS DISTINCT FROM EXCLUDED.{c}"
+        for c in (*ENTITY_COLUMNS[1:], "address_match_id", "address_match_score")
+    )
+    # the distance from a kept location to the (new) matched address
+    kept_disagreement = (
+        "CASE WHEN m.location_source = 'address_match' THEN NULL ELSE (SELECT "
+        "ST_DistanceSphere(m.geom, a.geom) FROM standard_address a "
+        "WHERE a.id = EXCLUDED.address_match_id) END"
+    )
     session.execute(text("DROP TABLE IF EXISTS entity_touched"))
     session.execute(
         text(
@@ -297,19 +271,22 @@ def _upsert(session: Session, report: ImportReport) -> None:
     )
     session.execute(
         text(
-            f"WITH up AS (INSERT INTO market_entity AS m ({cols}, geom, location_source) "
-            f"SELECT {', '.join('s.' + c for c in ENTITY_COLUMNS)}, {geom}, {source} "
-            f"FROM entity_stage s WHERE s.rejected IS NULL ORDER BY s.row_no "
+            f"WITH up AS (INSERT INTO market_entity AS m ({cols}, geom, location_source, "
+            f"address_match_id, address_match_score, location_disagreement_m) "
+            f"SELECT {', '.join('s.' + c for c in ENTITY_COLUMNS)}, s.geom, s.source, "
+            f"s.match_id, s.match_score, s.disagreement FROM ({_INCOMING}) s ORDER BY s.row_no "
             f"ON CONFLICT (uscc) DO UPDATE SET {updates}, "
-            f"geom = CASE WHEN EXCLUDED.geom IS NULL OR m.location_source IN ('worker_verified', "
-            f"'manual') THEN m.geom ELSE EXCLUDED.geom END, "
-            f"location_source = CASE WHEN EXCLUDED.geom IS NULL OR m.location_source IN "
-            f"('worker_verified', 'manual') THEN m.location_source ELSE EXCLUDED.location_source "
-            f"END, version = m.version + 1, updated_at = now() "
-            f"WHERE {differs} OR (EXCLUDED.geom IS NOT NULL AND m.location_source IS DISTINCT "
-            f"FROM 'worker_verified' AND m.location_source IS DISTINCT FROM 'manual' "
-            f"AND NOT ST_Equals(m.geom, EXCLUDED.geom)) OR (m.geom IS NULL AND EXCLUDED.geom "
-            f"IS NOT NULL) "
+            f"geom = CASE WHEN {_TAKE} THEN EXCLUDED.geom ELSE m.geom END, "
+            f"location_source = CASE WHEN {_TAKE} THEN EXCLUDED.location_source "
+            f"ELSE m.location_source END, "
+            f"location_accuracy_m = CASE WHEN {_TAKE} THEN NULL ELSE m.location_accuracy_m END, "
+            f"address_match_id = EXCLUDED.address_match_id, "
+            f"address_match_score = EXCLUDED.address_match_score, "
+            f"location_disagreement_m = CASE WHEN {_TAKE} THEN EXCLUDED.location_disagreement_m "
+            f"ELSE {kept_disagreement} END, "
+            f"version = m.version + 1, updated_at = now() "
+            f"WHERE {differs} OR ({_TAKE} AND (m.location_source IS DISTINCT FROM "
+            f"EXCLUDED.location_source OR m.geom IS DISTINCT FROM EXCLUDED.geom)) "
             f"RETURNING m.id, (xmax = 0) AS created) "
             f"INSERT INTO entity_touched SELECT id, created FROM up"
         )
@@ -336,6 +313,13 @@ def _upsert(session: Session, report: ImportReport) -> None:
         )
     report.unchanged = counts.accepted - counts.created - counts.updated
     touched = counts.created + counts.updated
+    # an entity whose location went away (an address now unmatched) leaves its cell
+    session.execute(
+        text(
+            "DELETE FROM entity_placement p USING entity_touched t, market_entity e "
+            "WHERE p.entity_id = t.id AND e.id = t.id AND e.geom IS NULL"
+        )
+    )
     if touched > 50_000:
         report.placement = placement.place_all(session)
     elif touched:
