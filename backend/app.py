@@ -136,6 +136,7 @@ def _swagger_asset(filename: str) -> Response:
 
 
 def register_blueprints(api: ProblemApi) -> None:
+    from backend.api.addresses import blp as addresses_blp
     from backend.api.audit import blp as audit_blp
     from backend.api.auth import blp as auth_blp
     from backend.api.entities import blp as entities_blp
@@ -151,6 +152,7 @@ def register_blueprints(api: ProblemApi) -> None:
         users_blp,
         grid_blp,
         entities_blp,
+        addresses_blp,
         audit_blp,
         mobile_auth_blp,
         mobile_blp,

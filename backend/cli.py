@@ -245,29 +245,55 @@ def entities() -> None:
     """Market entities (the registry)."""
 
 
-@entities.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--encoding", default=None, help="CSV encoding (default: UTF-8 or GB18030, detected)")
-@click.option(
+_CRS_OPTION = click.option(
     "--crs",
     default="wgs84",
     show_default=True,
     type=click.Choice(["wgs84", "cgcs2000", "gcj02", "bd09"], case_sensitive=False),
 )
-@click.option(
+_ENCODING_OPTION = click.option(
+    "--encoding", default=None, help="CSV encoding (default: UTF-8 or GB18030, detected)"
+)
+_REPORT_OPTION = click.option(
     "--report",
     "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="write the full JSON report here",
 )
+
+
+def _progress(rows: int) -> None:
+    click.echo(f"\r  {rows:,} rows read", nl=False, err=True)
+
+
+def _print_import(report: Any, report_path: Path | None, extra: dict[str, Any]) -> None:
+    click.echo("", err=True)
+    body = {**report.as_dict(), **extra}
+    if report_path:
+        report_path.write_text(json.dumps(body, ensure_ascii=False, indent=2, default=str))
+    click.echo(
+        f"rows {report.rows}: created {report.created}, updated {report.updated}, "
+        f"unchanged {report.unchanged}, rejected {report.rejected} "
+        f"(encoding {report.encoding or 'xlsx'})"
+    )
+    for item in report.rejected_rows[:20]:
+        label = f" ({item['uscc']})" if item.get("uscc") else ""
+        click.echo(f"  row {item['row']}{label}: {'; '.join(item['reasons'])}")
+    if report.rejected > 20:
+        click.echo(f"  ... {report.rejected - 20} more; by reason: {body['rejected_by_reason']}")
+
+
+@entities.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_ENCODING_OPTION
+@_CRS_OPTION
+@_REPORT_OPTION
 def entities_import(file: Path, encoding: str | None, crs: str, report_path: Path | None) -> None:
     """Import registry rows from FILE (CSV or XLSX; Chinese or English headers), upserting
-    by 统一社会信用代码; prints a progress line and the report."""
+    by 统一社会信用代码, geocoding addresses without coordinates; prints a progress line and
+    the report."""
     from backend.services.entity_import import import_registry
     from backend.services.errors import ServiceError
-
-    def progress(rows: int) -> None:
-        click.echo(f"\r  {rows:,} rows read", nl=False, err=True)
 
     with _session() as session:
         try:
@@ -277,32 +303,82 @@ def entities_import(file: Path, encoding: str | None, crs: str, report_path: Pat
                 filename=file.name,
                 encoding=encoding,
                 crs=crs.lower(),
-                progress=progress,
+                progress=_progress,
             )
         except ServiceError as exc:
             raise click.ClickException(exc.detail) from exc
         session.commit()
-    click.echo("", err=True)
-    body = report.as_dict()
-    if report_path:
-        report_path.write_text(json.dumps(body, ensure_ascii=False, indent=2, default=str))
+    _print_import(report, report_path, {})
+
+
+@entities.command("geocode")
+@click.option(
+    "--unmatched-only", is_flag=True, help="only entities whose address did not match before"
+)
+def entities_geocode(unmatched_only: bool) -> None:
+    """Match the entities' addresses against the standard address library again (after the
+    library changed); moves only points that came from an address match."""
+    from backend.services import geocoding
+
+    where = "e.location_source = 'unmatched'" if unmatched_only else "true"
+    with _session() as session:
+        result = geocoding.geocode_entities(session, where=where)
+        session.commit()
     click.echo(
-        f"rows {report.rows}: created {report.created}, updated {report.updated}, "
-        f"unchanged {report.unchanged}, rejected {report.rejected} "
-        f"(encoding {report.encoding or 'xlsx'})"
+        f"checked {result['checked']:,}: matched {result['matched']:,}, changed "
+        f"{result['changed']:,}, moved to another cell {result['moved']:,}"
     )
-    for item in report.rejected_rows[:20]:
-        click.echo(f"  row {item['row']} ({item['uscc']}): {'; '.join(item['reasons'])}")
-    if report.rejected > 20:
-        click.echo(f"  ... {report.rejected - 20} more; by reason: {body['rejected_by_reason']}")
+
+
+@main.group()
+def addresses() -> None:
+    """The standard address library (标准地址)."""
+
+
+@addresses.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_ENCODING_OPTION
+@_CRS_OPTION
+@_REPORT_OPTION
+@click.option("--no-geocode", is_flag=True, help="do not re-match the registry afterwards")
+def addresses_import(
+    file: Path, encoding: str | None, crs: str, report_path: Path | None, no_geocode: bool
+) -> None:
+    """Import the library from FILE (CSV or XLSX: 标准地址, 经度, 纬度[, 地址编码]), upserting
+    by normalised address, then match the registry's addresses again."""
+    from backend.services import geocoding
+    from backend.services.address_import import import_standard_addresses
+    from backend.services.errors import ServiceError
+
+    with _session() as session:
+        try:
+            report = import_standard_addresses(
+                session,
+                file,
+                filename=file.name,
+                encoding=encoding,
+                crs=crs.lower(),
+                progress=_progress,
+            )
+        except ServiceError as exc:
+            raise click.ClickException(exc.detail) from exc
+        extra = {} if no_geocode else {"geocoding": geocoding.geocode_entities(session)}
+        session.commit()
+    _print_import(report, report_path, extra)
+    if extra:
+        g = extra["geocoding"]
+        click.echo(
+            f"entities re-matched: {g['checked']:,} checked, {g['matched']:,} matched, "
+            f"{g['changed']:,} changed, {g['moved']:,} moved to another cell"
+        )
 
 
 @main.command()
 @click.option("--once", is_flag=True, help="run the queued jobs, then exit")
 @click.option("--poll", default=2.0, show_default=True, type=float, help="seconds between polls")
 def worker(once: bool, poll: float) -> None:
-    """Run background jobs (registry imports uploaded through the API). Start as many as you
-    like, on any host: each job is claimed by exactly one."""
+    """Run background jobs (registry and address library imports uploaded through the API).
+    Start as many as you like, on any host: each job is claimed by exactly one."""
     import time
 
     from backend.db import make_engine, make_sessionmaker
@@ -314,7 +390,7 @@ def worker(once: bool, poll: float) -> None:
     while True:
         job_id = run_next(sessions, engine)
         if job_id is not None:
-            click.echo(f"entity import job {job_id} finished", err=True)
+            click.echo(f"import job {job_id} finished", err=True)
             continue
         if once:
             return

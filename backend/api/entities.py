@@ -23,8 +23,8 @@ from backend.api.security import (
 from backend.api.users import if_match_version
 from backend.domain.registry_rows import HEADERS
 from backend.models import EntityImportJob
-from backend.models.entity import REGISTRATION_STATUSES
-from backend.services import entities, entity_import, grid_query, import_jobs
+from backend.models.entity import LOCATION_SOURCES, REGISTRATION_STATUSES, UNMATCHED
+from backend.services import entities, entity_import, geocoding, grid_query, import_jobs
 from backend.services.errors import InvalidInput
 from backend.web import db_session
 
@@ -48,6 +48,13 @@ class EntityQuery(Schema):
     credit_class = SafeString(validate=validate.OneOf(["A", "B", "C", "D"]))
     abnormal = fields.Boolean(metadata={"description": "listed in 经营异常名录 now"})
     unplaced = fields.Boolean(metadata={"description": "no cell (no point, or outside)"})
+    location_source = SafeString(
+        validate=validate.OneOf([*LOCATION_SOURCES, UNMATCHED]),
+        metadata={"description": "e.g. `unmatched`: addresses the geocoder could not place"},
+    )
+    location_disagrees = fields.Boolean(
+        metadata={"description": "the point is far from the matched standard address"}
+    )
     q = SafeString(
         validate=validate.Length(1, 100),
         metadata={"description": "name or address contains, or the exact USCC"},
@@ -81,7 +88,16 @@ class EntitySummarySchema(Schema):
     community_code = fields.String(allow_none=True)
     town_code = fields.String(allow_none=True)
     unplaced_reason = fields.String(
-        allow_none=True, metadata={"description": "no_location | outside_grid; null when placed"}
+        allow_none=True,
+        metadata={
+            "description": "address_unmatched | no_location | outside_grid; null when placed"
+        },
+    )
+    location_disagrees = fields.Boolean(
+        metadata={
+            "description": "the point is more than "
+            f"{geocoding.DISAGREEMENT_M:.0f} m from the matched standard address"
+        }
     )
     version = fields.Integer()
 
@@ -96,6 +112,10 @@ class EntitySchema(EntitySummarySchema):
     abnormal_listed_on = fields.Date(allow_none=True)
     abnormal_removed_on = fields.Date(allow_none=True)
     location_accuracy_m = fields.Float(allow_none=True)
+    address_match_id = fields.Integer(allow_none=True)
+    address_match_score = fields.Float(allow_none=True)
+    matched_address = fields.String(allow_none=True, metadata={"description": "标准地址"})
+    location_disagreement_m = fields.Float(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     history = fields.List(fields.Dict(), metadata={"description": "audit events, newest first"})
@@ -154,6 +174,7 @@ class ImportUpload(Schema):
 
 class ImportJobSchema(Schema):
     id = fields.Integer()
+    kind = fields.String(metadata={"description": "registry | standard_addresses"})
     status = fields.String(metadata={"description": "queued | running | done | failed"})
     filename = fields.String()
     encoding = fields.String(allow_none=True)
@@ -197,9 +218,10 @@ class Imports(MethodView):
     def get(self, pagination_parameters: Any) -> list[Any]:
         """Import jobs, newest first."""
         session = db_session()
-        query = select(EntityImportJob).order_by(EntityImportJob.id.desc())
+        mine = EntityImportJob.kind == "registry"
+        query = select(EntityImportJob).where(mine).order_by(EntityImportJob.id.desc())
         pagination_parameters.item_count = session.scalar(
-            select(func.count()).select_from(EntityImportJob)
+            select(func.count()).select_from(EntityImportJob).where(mine)
         )
         return list(
             session.scalars(

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from backend.services import audit, placement
+from backend.services import audit, geocoding, placement
 from backend.services.errors import (
     InvalidInput,
     NotFound,
@@ -23,12 +23,17 @@ SELECT e.id, e.uscc, e.name, e.kind, e.status, e.legal_representative, e.phone,
        e.abnormal_reason, e.abnormal_listed_on, e.abnormal_removed_on,
        ST_X(e.geom) AS lon, ST_Y(e.geom) AS lat, e.location_source, e.location_accuracy_m,
        p.cell_code, c.community_code, c.town_code, e.version, e.created_at, e.updated_at,
-       CASE WHEN e.geom IS NULL THEN 'no_location'
-            WHEN p.cell_code IS NULL THEN 'outside_grid' END AS unplaced_reason
+       CASE WHEN e.location_source = 'unmatched' THEN 'address_unmatched'
+            WHEN e.geom IS NULL THEN 'no_location'
+            WHEN p.cell_code IS NULL THEN 'outside_grid' END AS unplaced_reason,
+       e.address_match_id, e.address_match_score, sa.full_text AS matched_address,
+       e.location_disagreement_m,
+       COALESCE(e.location_disagreement_m > {disagreement}, false) AS location_disagrees
 FROM market_entity e
 LEFT JOIN entity_placement p ON p.entity_id = e.id
 LEFT JOIN grid_cell c ON c.code = p.cell_code
-"""
+LEFT JOIN standard_address sa ON sa.id = e.address_match_id
+""".replace("{disagreement}", str(geocoding.DISAGREEMENT_M))
 
 
 def _scope_clause(scope: Scope) -> str:
@@ -50,6 +55,7 @@ def list_entities(
         "town": "c.town_code = :town",
         "status": "e.status = :status",
         "credit_class": "e.credit_class = :credit_class",
+        "location_source": "e.location_source = :location_source",
     }
     for key, clause in simple.items():
         if filters.get(key) is not None:
@@ -63,6 +69,9 @@ def list_entities(
         where.append(listed if filters["abnormal"] else f"NOT {listed}")
     if filters.get("unplaced") is not None:
         where.append("p.cell_code IS NULL" if filters["unplaced"] else "p.cell_code IS NOT NULL")
+    if filters.get("location_disagrees") is not None:
+        far = f"COALESCE(e.location_disagreement_m > {geocoding.DISAGREEMENT_M}, false)"
+        where.append(far if filters["location_disagrees"] else f"NOT {far}")
     if filters.get("q"):
         # the expression of the trigram index ix_market_entity_search_trgm
         where.append("((e.name || ' ' || e.registered_address) ILIKE :q OR e.uscc = :q_exact)")
@@ -153,6 +162,9 @@ def correct_entity(
         session, "market_entity", entity_id, expected_version, ", ".join(sets), values, "entity"
     )
     moves = placement.place_entities(session, [entity_id]) if "location" in changes else []
+    if "business_address" in changes and "location" not in changes:
+        # a new address: match it (moves the point only if it came from an address match)
+        geocoding.geocode_entities(session, where="e.id = :id", params={"id": entity_id})
     after = get_entity(session, entity_id, CITY)  # it may have left the caller's territory
     fields = ("business_address", "phone", "lon", "lat", "location_source", "cell_code")
     audit.record(

@@ -164,6 +164,8 @@ def explain(session: Session, address: str, *, threshold: float = THRESHOLD) -> 
             "ON a.id = g.match_id"
         )
     ).one()
+    # the nearest texts, also well below the threshold, for a person to judge
+    session.execute(text("SELECT set_config('pg_trgm.similarity_threshold', '0.3', true)"))
     candidates = session.execute(
         text(
             "SELECT a.id, a.full_text, similarity(a.match_key, :plate) AS similarity, "

@@ -39,7 +39,7 @@ def test_list_filters_and_masking(client, admin_headers, session):
     assert first["phone"] == "13812345678" and first["legal_representative"] == "张三丰"
     unplaced = client.get("/api/v1/entities?unplaced=true", headers=admin_headers).get_json()
     assert [e["uscc"] for e in unplaced] == [codes["3"]]
-    assert unplaced[0]["unplaced_reason"] == "no_location"
+    assert unplaced[0]["unplaced_reason"] == "address_unmatched"  # no coordinates, no library match
     assert first["unplaced_reason"] is None
     by_industry = client.get("/api/v1/entities?industry=52", headers=admin_headers).get_json()
     assert [e["uscc"] for e in by_industry] == [codes["1"]]

@@ -71,6 +71,11 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/entities/imports"): frozenset({"admin"}),
     ("GET", "/api/v1/entities/imports/<int:job_id>"): frozenset({"admin"}),
     ("GET", "/api/v1/entities/<int:entity_id>"): ALL,
+    ("GET", "/api/v1/addresses"): ALL,
+    ("POST", "/api/v1/addresses/match"): ALL,
+    ("GET", "/api/v1/addresses/imports"): frozenset({"admin"}),
+    ("POST", "/api/v1/addresses/imports"): frozenset({"admin"}),
+    ("GET", "/api/v1/addresses/imports/<int:job_id>"): frozenset({"admin"}),
     ("PATCH", "/api/v1/entities/<int:entity_id>"): frozenset({"admin"}) | DISPATCHERS,
 }
 
@@ -124,6 +129,9 @@ def world(client, admin_headers, session):
     session.commit()
     entity_id = session.scalar(text("SELECT id FROM market_entity WHERE uscc = :u"), {"u": uscc})
     job = import_jobs.submit(session, b"x", "x.csv", encoding=None, crs="wgs84", user_id=None)
+    library_job = import_jobs.submit(
+        session, b"x", "x.csv", encoding=None, crs="wgs84", user_id=None, kind="standard_addresses"
+    )
     session.commit()
     return {
         "headers": headers,
@@ -132,6 +140,7 @@ def world(client, admin_headers, session):
         "mint": mint,
         "entity_id": entity_id,
         "job_id": job.id,
+        "library_job_id": library_job.id,
     }
 
 
@@ -140,7 +149,8 @@ def concrete(rule: str, world) -> str:
     path = rule.replace("<int:user_id>", str(world["worker_id"]))
     path = path.replace("<int:import_id>", str(world["import_id"]))
     path = path.replace("<int:entity_id>", str(world["entity_id"]))
-    path = path.replace("<int:job_id>", str(world["job_id"]))
+    job = world["library_job_id"] if rule.startswith("/api/v1/addresses/") else world["job_id"]
+    path = path.replace("<int:job_id>", str(job))
     path = path.replace("<path:filename>", "swagger-ui.css")
     for collection, value in code.items():
         path = path.replace(f"/{collection}/<code>", f"/{collection}/{value}")
