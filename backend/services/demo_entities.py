@@ -49,13 +49,13 @@ def load_demo_entities(session: Session, n: int, seed: int = 20171109) -> dict[s
     def generated() -> Any:
         return generate_entities(n, points, [(t.code, t.name) for t in towns], seed=seed)
 
-    library = _library(generated(), layout, index)
+    library = library_csv(generated(), layout, index)
     import_standard_addresses(
         session, library, filename=f"demo library (seed {seed})", crs="cgcs2000"
     )
     rows = (
         (i, {RENAMED.get(k, k): v for k, v in row.items() if RENAMED.get(k, k) in HEADERS})
-        for i, row in enumerate(_relocated(generated(), layout, index), start=1)
+        for i, row in enumerate(relocate_rows(generated(), layout, index), start=1)
     )
     report = import_rows(session, rows, source_name=f"demo (seed {seed})")
     if report.rejected:
@@ -117,7 +117,7 @@ def _share(key: str, salt: str) -> float:
     return zlib.crc32(f"{salt}:{key}".encode()) / 2**32
 
 
-def _library(rows: Any, layout: PlateLayout, index: dict[str, int]) -> io.BytesIO:
+def library_csv(rows: Any, layout: PlateLayout, index: dict[str, int]) -> io.BytesIO:
     """The door plates the entities use (less the share missing from the library), as CSV."""
     seen: set[tuple[int, str, int]] = set()
     out = io.StringIO()
@@ -136,7 +136,7 @@ def _library(rows: Any, layout: PlateLayout, index: dict[str, int]) -> io.BytesI
     return io.BytesIO(out.getvalue().encode())
 
 
-def _relocated(rows: Any, layout: PlateLayout, index: dict[str, int]) -> Any:
+def relocate_rows(rows: Any, layout: PlateLayout, index: dict[str, int]) -> Any:
     """Rows whose coordinates stand at their door plate (a few metres off, as GPS is), some
     without coordinates, a few misplaced by the registry."""
     for row in rows:
