@@ -139,12 +139,16 @@ def register_blueprints(api: ProblemApi) -> None:
     from backend.api.addresses import blp as addresses_blp
     from backend.api.audit import blp as audit_blp
     from backend.api.auth import blp as auth_blp
+    from backend.api.calendar import blp as calendar_blp
     from backend.api.entities import blp as entities_blp
     from backend.api.grid import blp as grid_blp
     from backend.api.health import blp as health_blp
+    from backend.api.tasks import blp as tasks_blp
+    from backend.api.tasks import leads_blp
     from backend.api.users import blp as users_blp
     from mobile_api import auth_blp as mobile_auth_blp
     from mobile_api import blp as mobile_blp
+    from mobile_api.tasks import blp as mobile_tasks_blp
 
     blueprints = (
         health_blp,
@@ -154,8 +158,12 @@ def register_blueprints(api: ProblemApi) -> None:
         entities_blp,
         addresses_blp,
         audit_blp,
+        calendar_blp,
+        tasks_blp,
+        leads_blp,
         mobile_auth_blp,
         mobile_blp,
+        mobile_tasks_blp,
     )
     for blp in blueprints:
         api.register_blueprint(blp)

@@ -24,7 +24,14 @@ from backend.api.users import if_match_version
 from backend.domain.registry_rows import HEADERS
 from backend.models import EntityImportJob
 from backend.models.entity import LOCATION_SOURCES, REGISTRATION_STATUSES, UNMATCHED
-from backend.services import entities, entity_import, geocoding, grid_query, import_jobs
+from backend.services import (
+    entities,
+    entity_import,
+    geocoding,
+    grid_query,
+    import_jobs,
+    task_rules,
+)
 from backend.services.errors import InvalidInput
 from backend.web import db_session
 
@@ -164,6 +171,7 @@ class ChangeReportSchema(Schema):
     )
     rejected_by_reason = fields.Dict()
     placement = fields.Dict()
+    tasks = fields.Dict(metadata={"description": "first inspections made (address_check, ...)"})
 
 
 class ImportUpload(Schema):
@@ -258,8 +266,20 @@ class Changes(MethodView):
         report = entity_import.import_rows(
             session, rows, source_name="change feed", crs=body["crs"]
         )
+        answer = report.as_dict()
+        if report.created or report.updated:
+            # 首检: a new registration or a new address gets its first inspection
+            ids = entity_import.touched(session)
+            answer["tasks"] = {
+                "new_registration": task_rules.first_inspection(
+                    session, entity_ids=ids["created"], origin="new_registration"
+                ),
+                "address_change": task_rules.first_inspection(
+                    session, entity_ids=ids["address_changed"], origin="address_change"
+                ),
+            }
         session.commit()
-        return report.as_dict()
+        return answer
 
 
 @blp.route("")

@@ -173,7 +173,7 @@ def _create_stage(session: Session) -> None:
             "registered_address text, business_address text, industry_code text, "
             "business_scope text, established_on date, last_changed_on date, credit_class text, "
             f"lon float8, lat float8, {geocoding.INPUT_DDL}, {geocoding.RESULT_DDL}, "
-            "rejected text) ON COMMIT DROP"
+            "rejected text, address_changed boolean) ON COMMIT DROP"
         )
     )
 
@@ -250,6 +250,14 @@ _TAKE = """(COALESCE(m.location_source, '') NOT IN ('worker_verified', 'manual')
 
 
 def _upsert(session: Session, report: ImportReport) -> None:
+    # remembered before the upsert: whose address this import changes (首检 again)
+    session.execute(
+        text(
+            "UPDATE entity_stage s SET address_changed = (m.registered_address IS DISTINCT "
+            "FROM s.registered_address OR m.business_address IS DISTINCT FROM s.business_address) "
+            "FROM market_entity m WHERE m.uscc = s.uscc AND s.rejected IS NULL"
+        )
+    )
     cols = ", ".join(ENTITY_COLUMNS)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ENTITY_COLUMNS[1:])
     differs = " OR ".join(
@@ -335,3 +343,19 @@ def _copy_value(value: Any) -> str:
 
 def _safe(value: Any) -> str | None:
     return None if value is None else str(value)[:40]
+
+
+def touched(session: Session) -> dict[str, list[int]]:
+    """After `import_rows`, in its transaction: the ids it created, and those whose address
+    it changed (the registration feed starts a first inspection for both)."""
+    rows = session.execute(
+        text(
+            "SELECT t.id, t.created, COALESCE(bool_or(s.address_changed), false) AS moved "
+            "FROM entity_touched t JOIN market_entity m ON m.id = t.id "
+            "LEFT JOIN entity_stage s ON s.uscc = m.uscc GROUP BY t.id, t.created"
+        )
+    ).all()
+    return {
+        "created": [r.id for r in rows if r.created],
+        "address_changed": [r.id for r in rows if not r.created and r.moved],
+    }

@@ -1,36 +1,42 @@
 """Which grid cell each market entity lies in, kept in `entity_placement`.
 
-One set-based statement per job: the spatial join picks, for every entity point, the cell whose
-code sorts first among those containing it (the same boundary rule as `locate`), and only rows
-whose cell actually changes are written. Entities without a point have no placement (unplaced);
-a point outside every cell is placed with cell_code NULL.
+The spatial join picks, for every entity point, the cell whose code sorts first among those
+containing it (the same boundary rule as `locate`), and only rows whose cell actually changes are
+written. Entities without a point have no placement (unplaced); a point outside every cell is
+placed with cell_code NULL.
+
+`place_all` joins every entity in one parallel query into a temporary table and then writes the
+differences in entity id order (measured in benchmarks/README.md, "assign"); the other functions
+re-place a few entities with one statement that probes the cells' index per entity.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-# The entities to (re)place are chosen by a WHERE fragment written over alias {e}. The hit
-# subquery has the shape of the bare spatial join (the planner loops over the cells and probes
-# the entities' GiST index); only entities whose cell differs from their placement are written.
-_CHANGED = """
-SELECT e.id, old.cell_code AS old_code, h.code AS new_code, h.town_code
+# Settings for the bulk join, local to the job's transaction (benchmarks/README.md, "assign").
+BULK_SETTINGS: dict[str, str] = {
+    "work_mem": "256MB",  # the DISTINCT ON sort of 1.5 M rows stays in memory
+    "jit": "off",  # compiling the plan costs more than it saves
+    "min_parallel_table_scan_size": "0",  # grid_cell is small, yet each cell is much work
+}
+
+# The bulk join: the planner loops over the cells (split among parallel workers) and probes the
+# entities' GiST index; DISTINCT ON keeps the smallest code for a point on shared boundaries.
+JOIN_SQL = """
+SELECT DISTINCT ON (e.id) e.id, c.code, c.town_code
 FROM market_entity e
-LEFT JOIN (
-    SELECT DISTINCT ON (e2.id) e2.id, c.code, c.town_code
-    FROM market_entity e2
-    JOIN grid_cell c ON c.geom && e2.geom AND ST_Intersects(c.geom, e2.geom)
-    WHERE e2.geom IS NOT NULL AND ({where_e2})
-    ORDER BY e2.id, c.code
-) h ON h.id = e.id
-LEFT JOIN entity_placement old ON old.entity_id = e.id
-WHERE e.geom IS NOT NULL AND ({where_e})
-  AND (old.entity_id IS NULL OR old.cell_code IS DISTINCT FROM h.code)
+JOIN grid_cell c ON c.geom && e.geom AND ST_Intersects(c.geom, e.geom)
+WHERE e.geom IS NOT NULL
+ORDER BY e.id, c.code
 """
 
+# Entities to (re)place as (id, new_code, town_code) rows → upserted in that order.
 _UPSERT = """
 INSERT INTO entity_placement AS p (entity_id, cell_code, town_code, placed_at)
 SELECT id, new_code, town_code, now() FROM ({changed}) m
@@ -38,14 +44,27 @@ ON CONFLICT (entity_id) DO UPDATE
    SET cell_code = EXCLUDED.cell_code, town_code = EXCLUDED.town_code, placed_at = now()
 """
 
-_MOVES = """
-WITH moved AS MATERIALIZED ({changed}),
-written AS ({upsert} RETURNING p.entity_id)
-SELECT m.old_code, m.new_code, count(*) AS entities
-FROM moved m JOIN written w ON w.entity_id = m.id
-GROUP BY m.old_code, m.new_code ORDER BY entities DESC, m.old_code, m.new_code
+# After the bulk join: points inside a cell whose placement is missing or differs ...
+_CHANGED_INSIDE = """
+SELECT n.id, n.code AS new_code, n.town_code
+FROM placement_new n
+LEFT JOIN entity_placement old ON old.entity_id = n.id
+WHERE old.entity_id IS NULL OR old.cell_code IS DISTINCT FROM n.code
 """
 
+# ... and points outside every cell that are not yet placed there (cell_code NULL).
+_CHANGED_OUTSIDE = """
+SELECT e.id, NULL AS new_code, NULL AS town_code
+FROM market_entity e
+LEFT JOIN entity_placement old ON old.entity_id = e.id
+WHERE e.geom IS NOT NULL AND NOT EXISTS (SELECT 1 FROM placement_new n WHERE n.id = e.id)
+  AND (old.entity_id IS NULL OR old.cell_code IS NOT NULL)
+"""
+
+_DELETE_UNLOCATED = """
+DELETE FROM entity_placement p WHERE NOT EXISTS (
+    SELECT 1 FROM market_entity e WHERE e.id = p.entity_id AND e.geom IS NOT NULL)
+"""
 
 # For a few entities (one new location, a redrawn boundary's surroundings): a probe of the
 # cells' GiST index per entity beats the bulk join's plan by orders of magnitude.
@@ -62,23 +81,55 @@ WHERE e.geom IS NOT NULL AND ({where_e})
   AND (old.entity_id IS NULL OR old.cell_code IS DISTINCT FROM h.code)
 """
 
+_MOVES = """
+WITH moved AS MATERIALIZED ({changed}),
+written AS ({upsert} RETURNING p.entity_id)
+SELECT m.old_code, m.new_code, count(*) AS entities
+FROM moved m JOIN written w ON w.entity_id = m.id
+GROUP BY m.old_code, m.new_code ORDER BY entities DESC, m.old_code, m.new_code
+"""
 
-def _changed(where: str, *, bulk: bool) -> str:
-    if not bulk:
-        return _CHANGED_FEW.format(where_e=where.format(e="e"))
-    return _CHANGED.format(where_e=where.format(e="e"), where_e2=where.format(e="e2"))
+
+@contextmanager
+def bulk_settings(session: Session) -> Iterator[None]:
+    """BULK_SETTINGS for the statements inside the block, then the caller's values again."""
+    before = {
+        name: session.scalar(text("SELECT current_setting(:name)"), {"name": name})
+        for name in BULK_SETTINGS
+    }
+    _set(session, BULK_SETTINGS)
+    yield  # on an error the transaction is rolled back, and the local settings with it
+    _set(session, before)
+
+
+def _set(session: Session, settings: dict[str, Any]) -> None:
+    for name, value in settings.items():
+        session.execute(
+            text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
+        )
 
 
 def place_all(session: Session) -> dict[str, int]:
     """(Re)place every entity; returns rows written and the resulting totals."""
-    written = session.execute(text(_UPSERT.format(changed=_changed("true", bulk=True)))).rowcount
-    session.execute(
-        text(
-            "DELETE FROM entity_placement p WHERE NOT EXISTS (SELECT 1 FROM market_entity e "
-            "WHERE e.id = p.entity_id AND e.geom IS NOT NULL)"
-        )
-    )
-    return {"written": int(written or 0), **placement_totals(session)}
+    entities, located = _entity_counts(session)
+    with bulk_settings(session):
+        session.execute(text("DROP TABLE IF EXISTS pg_temp.placement_new"))
+        inside = session.execute(text(f"CREATE TEMP TABLE placement_new AS {JOIN_SQL}")).rowcount
+        written = session.execute(text(_UPSERT.format(changed=_CHANGED_INSIDE))).rowcount
+        if located > inside:  # some points lie outside every cell
+            written += session.execute(text(_UPSERT.format(changed=_CHANGED_OUTSIDE))).rowcount
+        session.execute(text("DROP TABLE placement_new"))
+    rows, placed = _placement_counts(session)
+    if rows > located:  # placements left over from entities that lost their point
+        session.execute(text(_DELETE_UNLOCATED))
+        rows, placed = _placement_counts(session)
+    return {
+        "written": int(written or 0),
+        "entities": entities,
+        "placed": placed,
+        "outside_grid": rows - placed,
+        "no_location": entities - located,
+    }
 
 
 def place_entities(session: Session, entity_ids: list[int]) -> list[dict[str, Any]]:
@@ -111,19 +162,30 @@ def place_matching(
 
 
 def _moves(session: Session, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    changed = _changed(where, bulk=False)
+    changed = _CHANGED_FEW.format(where_e=where.format(e="e"))
     sql = _MOVES.format(changed=changed, upsert=_UPSERT.format(changed="SELECT * FROM moved"))
     rows = session.execute(text(sql), params).mappings().all()
     return [{"from": r["old_code"], "to": r["new_code"], "entities": r["entities"]} for r in rows]
 
 
 def placement_totals(session: Session) -> dict[str, int]:
-    row = session.execute(
-        text(
-            "SELECT (SELECT count(*) FROM market_entity) AS entities, "
-            "(SELECT count(*) FROM entity_placement WHERE cell_code IS NOT NULL) AS placed, "
-            "(SELECT count(*) FROM entity_placement WHERE cell_code IS NULL) AS outside_grid, "
-            "(SELECT count(*) FROM market_entity WHERE geom IS NULL) AS no_location"
-        )
-    ).one()
-    return dict(row._mapping)
+    entities, located = _entity_counts(session)
+    rows, placed = _placement_counts(session)
+    return {
+        "entities": entities,
+        "placed": placed,
+        "outside_grid": rows - placed,
+        "no_location": entities - located,
+    }
+
+
+def _entity_counts(session: Session) -> tuple[int, int]:
+    """(entities, entities with a point): one scan."""
+    row = session.execute(text("SELECT count(*), count(geom) FROM market_entity")).one()
+    return int(row[0]), int(row[1])
+
+
+def _placement_counts(session: Session) -> tuple[int, int]:
+    """(placement rows, rows in a cell): one scan."""
+    row = session.execute(text("SELECT count(*), count(cell_code) FROM entity_placement")).one()
+    return int(row[0]), int(row[1])

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from backend.domain.uscc import make_code
-from backend.services import audit, import_jobs, placement
+from backend.services import audit, import_jobs, placement, task_rules
 from backend.services.entity_import import import_registry
 from tests.conftest import make_token
 from tests.grid_fixtures import load_small_grid
@@ -28,6 +28,9 @@ ALL = frozenset(ROLES)
 DISPATCHERS = frozenset({"city_dispatcher", "town_dispatcher", "community_dispatcher"})
 PUBLIC = "public"
 USER_READERS = frozenset({"admin", "auditor"}) | DISPATCHERS
+READERS = USER_READERS
+WRITERS = frozenset({"admin"}) | DISPATCHERS
+WORKER = frozenset({"grid_worker"})
 
 MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): PUBLIC,
@@ -71,6 +74,28 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/entities/imports"): frozenset({"admin"}),
     ("GET", "/api/v1/entities/imports/<int:job_id>"): frozenset({"admin"}),
     ("GET", "/api/v1/entities/<int:entity_id>"): ALL,
+    ("GET", "/api/v1/tasks"): READERS,
+    ("GET", "/api/v1/tasks/<int:task_id>"): READERS,
+    ("POST", "/api/v1/tasks/<int:task_id>/assign"): WRITERS,
+    ("POST", "/api/v1/tasks/<int:task_id>/close"): WRITERS,
+    ("POST", "/api/v1/tasks/<int:task_id>/return"): WRITERS,
+    ("POST", "/api/v1/tasks/<int:task_id>/cancel"): WRITERS,
+    ("POST", "/api/v1/tasks/assign"): WRITERS,
+    ("POST", "/api/v1/tasks/generate"): frozenset({"admin", "city_dispatcher"}),
+    ("POST", "/api/v1/leads"): WRITERS,
+    ("GET", "/api/mobile/v1/tasks"): WORKER,
+    ("GET", "/api/mobile/v1/tasks/<int:task_id>"): WORKER,
+    ("POST", "/api/mobile/v1/tasks/<int:task_id>/accept"): WORKER,
+    ("POST", "/api/mobile/v1/tasks/<int:task_id>/decline"): WORKER,
+    ("POST", "/api/mobile/v1/tasks/<int:task_id>/check-in"): WORKER,
+    ("POST", "/api/mobile/v1/attachments"): WORKER,
+    ("POST", "/api/mobile/v1/submissions"): WORKER,
+    ("POST", "/api/mobile/v1/sync"): WORKER,
+    ("POST", "/api/mobile/v1/leads"): WORKER,
+    ("GET", "/api/v1/calendar/<int:year>"): ALL,
+    ("PUT", "/api/v1/calendar/<int:year>"): frozenset({"admin"}),
+    ("POST", "/api/v1/calendar/imports"): frozenset({"admin"}),
+    ("GET", "/api/v1/calendar/deadline"): ALL,
     ("GET", "/api/v1/addresses"): ALL,
     ("POST", "/api/v1/addresses/match"): ALL,
     ("GET", "/api/v1/addresses/imports"): frozenset({"admin"}),
@@ -84,6 +109,7 @@ OTHER_CELL = "441900004002004"
 QUERY = {
     "/api/v1/grid/locate": "?lon=113.705&lat=23.005",
     "/api/mobile/v1/whereami": "?lon=113.705&lat=23.005&crs=wgs84",
+    "/api/v1/calendar/deadline": "?start=2026-11-20&days=10",
 }
 
 
@@ -128,6 +154,12 @@ def world(client, admin_headers, session):
     )
     session.commit()
     entity_id = session.scalar(text("SELECT id FROM market_entity WHERE uscc = :u"), {"u": uscc})
+    made = task_rules.first_inspection(session, entity_ids=[entity_id])
+    assert made == {"address_check": 1, "license_display": 1}
+    task_id = session.scalar(
+        text("SELECT id FROM patrol_task WHERE assignee_id = :w ORDER BY id LIMIT 1"),
+        {"w": worker_id},
+    )
     job = import_jobs.submit(session, b"x", "x.csv", encoding=None, crs="wgs84", user_id=None)
     library_job = import_jobs.submit(
         session, b"x", "x.csv", encoding=None, crs="wgs84", user_id=None, kind="standard_addresses"
@@ -141,6 +173,7 @@ def world(client, admin_headers, session):
         "entity_id": entity_id,
         "job_id": job.id,
         "library_job_id": library_job.id,
+        "task_id": task_id,
     }
 
 
@@ -152,6 +185,8 @@ def concrete(rule: str, world) -> str:
     job = world["library_job_id"] if rule.startswith("/api/v1/addresses/") else world["job_id"]
     path = path.replace("<int:job_id>", str(job))
     path = path.replace("<path:filename>", "swagger-ui.css")
+    path = path.replace("<int:task_id>", str(world["task_id"]))
+    path = path.replace("<int:year>", "2026")
     for collection, value in code.items():
         path = path.replace(f"/{collection}/<code>", f"/{collection}/{value}")
     assert "<" not in path, path

@@ -1,0 +1,334 @@
+"""What a grid worker does on site: check in (geofenced), and submit an outcome — idempotent
+by the phone's own id, so a submission re-sent after a lost answer is answered, not doubled —
+with its findings, written notices and re-inspection tasks, all in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from marshmallow import ValidationError
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from backend.domain.tasks import NOTICE_DAYS, ON_SITE, derive_findings, load_outcome, notice_text
+from backend.services import audit, tasks
+from backend.services.errors import Conflict, InvalidInput, NotFound, ServiceError
+from backend.services.scope import Scope
+from geo import crs as geocrs
+
+GEOFENCE_M = 150.0
+MAX_ACCURACY_CREDIT_M = 200.0  # a phone claiming ±5 km does not widen the fence to 5 km
+
+
+def check_in(
+    session: Session,
+    task_id: int,
+    scope: Scope,
+    *,
+    lon: float,
+    lat: float,
+    crs: str,
+    accuracy_m: float | None,
+    device_time: datetime | None,
+    reason: str | None,
+    geofence_m: float = GEOFENCE_M,
+) -> dict[str, Any]:
+    """Check in on site: the distance to the entity (or lead) is recorded; beyond the geofence
+    (plus the reported accuracy, credited up to 200 m) it is refused with the distance, unless
+    the worker gives a reason, which flags the check-in for review."""
+    x, y = _point(lon, lat, crs)
+    distance = session.scalar(
+        text(
+            "SELECT ST_Distance(COALESCE(e.geom, l.geom)::geography, "
+            "ST_SetSRID(ST_MakePoint(:x, :y), 4490)::geography) FROM patrol_task t "
+            "LEFT JOIN market_entity e ON e.id = t.entity_id "
+            "LEFT JOIN lead l ON l.id = t.lead_id WHERE t.id = :id AND t.assignee_id = :w"
+        ),
+        {"x": x, "y": y, "id": task_id, "w": scope.user_id},
+    )
+    fence = geofence_m + min(accuracy_m or 0.0, MAX_ACCURACY_CREDIT_M)
+    flag = None
+    if distance is not None and distance > fence:
+        if not (reason and reason.strip()):
+            raise InvalidInput(
+                f"You are {distance:.0f} m from the place (allowed: {geofence_m:.0f} m plus "
+                f"{fence - geofence_m:.0f} m accuracy). Go closer, or give a reason; a check-in "
+                f"with a reason is flagged for review.",
+                distance_m=round(distance),
+                allowed_m=round(fence),
+            )
+        flag = reason.strip()[:500]
+    return tasks.transition(
+        session,
+        task_id,
+        "check_in",
+        scope,
+        extra_sql=(
+            ", checkin_at = now(), checkin_device_time = :device_time, "
+            "checkin_geom = ST_SetSRID(ST_MakePoint(:x, :y), 4490), "
+            "checkin_accuracy_m = :accuracy, checkin_distance_m = :distance, checkin_flag = :flag"
+        ),
+        extra_params={
+            "device_time": device_time,
+            "x": x,
+            "y": y,
+            "accuracy": accuracy_m,
+            "distance": distance,
+            "flag": flag,
+        },
+        extra_changes={
+            "checkin_distance_m": {
+                "from": None,
+                "to": None if distance is None else round(distance),
+            },
+            **({"checkin_flag": {"from": None, "to": flag}} if flag else {}),
+        },
+    ) | {"distance_m": None if distance is None else round(distance), "flagged": bool(flag)}
+
+
+def _point(lon: float, lat: float, crs: str) -> tuple[float, float]:
+    try:
+        return geocrs.to_cgcs2000(geocrs.normalize_crs(crs), lon, lat)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def body_hash(raw: dict[str, Any]) -> str:
+    """The identity of a submission's content: canonical JSON of what the phone sent."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def submit(
+    session: Session, scope: Scope, body: dict[str, Any], raw: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, answer) for one submission. The same id with the same body answers the
+    first answer again (200); with another body 409. The task must be in the worker's hands
+    (404 otherwise) and, for on-site types, checked in (409)."""
+    digest = body_hash(raw)
+    replay = _replay(session, body["id"], scope, digest)
+    if replay is not None:
+        return 200, replay
+    task = (
+        session.execute(
+            text(
+                "SELECT t.id, t.type, t.status, t.entity_id, t.lead_id, t.finding_id, "
+                "t.checkin_at, t.cell_code, t.community_code, t.town_code, e.name AS entity_name "
+                "FROM patrol_task t LEFT JOIN market_entity e ON e.id = t.entity_id "
+                "WHERE t.id = :id AND t.assignee_id = :w FOR UPDATE OF t"
+            ),
+            {"id": body["task_id"], "w": scope.user_id},
+        )
+        .mappings()
+        .first()
+    )
+    if task is None:
+        raise NotFound(f"No task {body['task_id']} in your hands.")
+    try:
+        outcome = load_outcome(task["type"], body["outcome"])
+    except ValidationError as exc:
+        raise InvalidInput(
+            "The outcome does not fit the task type.",
+            errors=[{"field": "outcome", "messages": exc.messages.get("outcome", exc.messages)}],
+        ) from exc
+    if task["type"] in ON_SITE and task["checkin_at"] is None:
+        raise Conflict(f"Check in at the place before submitting task {task['id']}.")
+    attachments = sorted(set(body.get("attachment_ids") or []))
+    if attachments:
+        known = set(
+            session.scalars(
+                text("SELECT id FROM attachment WHERE id = ANY(:ids) AND uploaded_by = :w"),
+                {"ids": attachments, "w": scope.user_id},
+            )
+        )
+        unknown = [a for a in attachments if a not in known]
+        if unknown:
+            raise InvalidInput(f"Unknown attachments: {unknown} (upload them first).")
+    point = body.get("point")
+    xy = _point(point["lon"], point["lat"], point.get("crs", "wgs84")) if point else None
+    if xy is None and task["type"] in ON_SITE:
+        raise InvalidInput("An on-site submission needs the point where it was made.")
+    inserted = session.scalar(
+        text(
+            "INSERT INTO submission (id, task_id, worker_id, body_sha256, outcome, geom, "
+            "accuracy_m, captured_at, attachment_ids, response) VALUES (:id, :task, :w, :sha, "
+            "CAST(:outcome AS jsonb), CASE WHEN CAST(:x AS float8) IS NULL THEN NULL ELSE "
+            "ST_SetSRID(ST_MakePoint(:x, :y), 4490) END, :accuracy, :captured, :attachments, "
+            "'{}') ON CONFLICT (id) DO NOTHING RETURNING id"
+        ),
+        {
+            "id": body["id"],
+            "task": task["id"],
+            "w": scope.user_id,
+            "sha": digest,
+            "outcome": json.dumps(outcome, default=str, ensure_ascii=False),
+            "x": xy[0] if xy else None,
+            "y": xy[1] if xy else None,
+            "accuracy": point.get("accuracy_m") if point else None,
+            "captured": body.get("captured_at"),
+            "attachments": attachments,
+        },
+    )
+    if inserted is None:  # the same id arrived twice at once: the other one won
+        replay = _replay(session, body["id"], scope, digest)
+        if replay is None:
+            raise Conflict(f"Submission {body['id']} is being processed; send it again.")
+        return 200, replay
+    moved = tasks.transition(
+        session,
+        task["id"],
+        "submit",
+        scope,
+        extra_sql=", submitted_at = now()",
+        extra_changes={"submission_id": {"from": None, "to": str(body["id"])}},
+    )
+    findings = _record_findings(session, task, body["id"], outcome)
+    answer = {
+        "id": str(body["id"]),
+        "task": {"id": task["id"], "status": moved["status"], "version": moved["version"]},
+        "findings": findings,
+    }
+    session.execute(
+        text("UPDATE submission SET response = CAST(:r AS jsonb) WHERE id = :id"),
+        {"r": json.dumps(answer, default=str, ensure_ascii=False), "id": body["id"]},
+    )
+    return 201, answer
+
+
+def _replay(session: Session, sid: Any, scope: Scope, digest: str) -> dict[str, Any] | None:
+    row = session.execute(
+        text("SELECT worker_id, body_sha256, response FROM submission WHERE id = :id"),
+        {"id": sid},
+    ).first()
+    if row is None:
+        return None
+    if row.worker_id != scope.user_id or row.body_sha256 != digest:
+        raise Conflict(
+            f"Submission {sid} was already received with a different body; a new submission "
+            f"needs a new id."
+        )
+    return dict(row.response)
+
+
+def _record_findings(
+    session: Session, task: Any, submission_id: Any, outcome: dict[str, Any]
+) -> list[dict[str, Any]]:
+    out = []
+    deadline = None
+    for finding in derive_findings(task["type"], outcome):
+        fid = session.scalar(
+            text(
+                "INSERT INTO finding (type, permit_type, task_id, submission_id, entity_id, "
+                "lead_id, details) VALUES (:type, :permit, :task, :sub, :entity, :lead, "
+                "CAST(:details AS jsonb)) RETURNING id"
+            ),
+            {
+                "type": finding.type,
+                "permit": finding.permit_type,
+                "task": task["id"],
+                "sub": submission_id,
+                "entity": task["entity_id"],
+                "lead": task["lead_id"],
+                "details": json.dumps(finding.details, default=str, ensure_ascii=False),
+            },
+        )
+        item: dict[str, Any] = {"id": fid, "type": finding.type}
+        if finding.permit_type:
+            item["permit_type"] = finding.permit_type
+        if finding.needs_notice:
+            deadline = deadline or tasks.due_in(session, NOTICE_DAYS)
+            item["notice"] = _notice(session, task, fid, finding, deadline)
+        out.append(item)
+    if task["type"] == "reinspection" and task["finding_id"]:
+        rectified = outcome["rectified"]
+        session.execute(
+            text("UPDATE finding SET status = :s WHERE id = :id"),
+            {"s": "resolved" if rectified else "not_rectified", "id": task["finding_id"]},
+        )
+    return out
+
+
+def _notice(session: Session, task: Any, finding_id: int, finding: Any, deadline: Any) -> dict:
+    """The written notice (书面告知书) and the re-inspection task due at its deadline."""
+    body = notice_text(finding, task["entity_name"], deadline.due.isoformat())
+    reinspection = session.scalar(
+        text(
+            "INSERT INTO patrol_task (type, origin, entity_id, lead_id, finding_id, cell_code, "
+            "community_code, town_code, due_on, due_approximate) VALUES ('reinspection', "
+            "'notice', :entity, :lead, :finding, :cell, :community, :town, :due, :approx) "
+            "RETURNING id"
+        ),
+        {
+            "entity": task["entity_id"],
+            "lead": task["lead_id"],
+            "finding": finding_id,
+            "cell": task["cell_code"],
+            "community": task["community_code"],
+            "town": task["town_code"],
+            "due": deadline.due,
+            "approx": deadline.approximate,
+        },
+    )
+    audit.record(
+        session,
+        "create",
+        "task",
+        reinspection,
+        changes={
+            "type": {"from": None, "to": "reinspection"},
+            "finding_id": {"from": None, "to": finding_id},
+        },
+    )
+    tasks.assign_queued(session, "SELECT CAST(:rid AS bigint)", {"rid": reinspection})
+    notice_id = session.scalar(
+        text(
+            "INSERT INTO written_notice (finding_id, entity_id, issued_on, deadline, "
+            "deadline_approximate, reinspection_task_id, text) VALUES (:f, :e, CURRENT_DATE, "
+            ":d, :approx, :r, :text) RETURNING id"
+        ),
+        {
+            "f": finding_id,
+            "e": task["entity_id"],
+            "d": deadline.due,
+            "approx": deadline.approximate,
+            "r": reinspection,
+            "text": body,
+        },
+    )
+    return {
+        "id": notice_id,
+        "deadline": deadline.due.isoformat(),
+        "deadline_approximate": deadline.approximate,
+        "reinspection_task_id": reinspection,
+        "text": body,
+    }
+
+
+def sync(
+    session: Session, scope: Scope, items: list[tuple[dict[str, Any] | None, dict[str, Any], Any]]
+) -> list[dict[str, Any]]:
+    """A day's queue from a phone: each (loaded body or None, raw body, load errors) on its own
+    savepoint — it succeeds whole or leaves nothing — with a result per item."""
+    results = []
+    for body, raw, errors in items:
+        sid = raw.get("id") if isinstance(raw, dict) else None
+        if body is None:
+            results.append(
+                {"id": sid, "status": 422, "problem": {"title": "Invalid input", "errors": errors}}
+            )
+            continue
+        savepoint = session.begin_nested()
+        try:
+            status, answer = submit(session, scope, body, raw)
+            savepoint.commit()
+            results.append({"id": str(body["id"]), "status": status, "result": answer})
+        except ServiceError as exc:
+            savepoint.rollback()
+            problem = {"title": exc.title, "detail": exc.detail}
+            if exc.errors:
+                problem["errors"] = exc.errors
+            results.append({"id": str(body["id"]), "status": exc.status, "problem": problem})
+    return results
