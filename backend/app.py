@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         else uuid.uuid4().hex + uuid.uuid4().hex,
         GRIDPATROL_SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
+        GRIDPATROL_GEOFENCE_M=settings.geofence_m,
         JSON_SORT_KEYS=False,
         API_TITLE="gridpatrol",
         API_VERSION=__version__,

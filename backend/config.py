@@ -17,6 +17,7 @@ class Settings:
     max_upload_mb: int = 64
     environment: str = "development"
     proxy_hops: int = 0  # trusted reverse proxies in front (X-Forwarded-For)
+    geofence_m: float = 150.0  # check-in radius around the place, plus the phone's accuracy
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -33,6 +34,7 @@ class Settings:
             "max_upload_mb": int(os.environ.get("GRIDPATROL_MAX_UPLOAD_MB", "64")),
             "environment": os.environ.get("GRIDPATROL_ENV", "development"),
             "proxy_hops": int(os.environ.get("GRIDPATROL_PROXY_HOPS", "0")),
+            "geofence_m": float(os.environ.get("GRIDPATROL_GEOFENCE_M", "150")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

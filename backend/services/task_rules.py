@@ -98,7 +98,7 @@ def annual_report_campaign(
         f"AND (e.established_on IS NULL OR e.established_on <= :year_end) "
         f"AND NOT (:year = ANY(e.annual_report_years)) "
         f"AND NOT EXISTS (SELECT 1 FROM patrol_task x WHERE x.entity_id = e.id "
-        f"  AND x.campaign = :campaign)"
+        f"  AND x.type = 'annual_report_prompt' AND x.campaign = :campaign)"
     )
     made = tasks.create_for_entities(
         session,

@@ -138,7 +138,7 @@ def upgrade() -> None:
         CREATE INDEX ix_patrol_task_cell ON patrol_task (cell_code);
         CREATE INDEX ix_patrol_task_queue ON patrol_task (community_code)
             WHERE status IN ('open', 'declined');
-        CREATE INDEX ix_patrol_task_entity ON patrol_task (entity_id);
+        CREATE INDEX ix_patrol_task_entity ON patrol_task (entity_id, type);
 
         CREATE TABLE attachment (
             id bigserial PRIMARY KEY,
