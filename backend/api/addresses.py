@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
 from flask.views import MethodView
 from marshmallow import EXCLUDE, Schema, fields, validate
-from sqlalchemy import func, select
 
 from backend.api.blueprint import Blueprint
 from backend.api.entities import ImportJobSchema, ImportUpload
 from backend.api.fields import SafeString
-from backend.api.security import ANY_ROLE, current_principal, requires
-from backend.models import EntityImportJob
+from backend.api.jobs import list_jobs, queue_upload
+from backend.api.security import ANY_ROLE, requires
 from backend.services import address_query, geocoding, grid_query, import_jobs
-from backend.services.errors import InvalidInput
 from backend.web import db_session
 
 KIND = "standard_addresses"
@@ -84,40 +81,14 @@ class Imports(MethodView):
         (or 地址 / address), 经度 / lon, 纬度 / lat and optionally 地址编码 / source_id. A
         worker upserts it by normalised address, then matches the registry's addresses
         again; the job's report has both."""
-        data = form["file"].read()
-        if not data:
-            raise InvalidInput("The uploaded file is empty.")
-        session = db_session()
-        job = import_jobs.submit(
-            session,
-            data,
-            form["file"].filename or "upload",
-            encoding=form.get("encoding"),
-            crs=form["crs"],
-            user_id=current_principal().user_id,
-            kind=KIND,
-        )
-        session.commit()
-        return job, 202, {"Location": f"{request.path}/{job.id}"}
+        return queue_upload(form, KIND)
 
     @requires("admin")
     @blp.response(200, ImportJobSchema(many=True))
     @blp.paginate(page_size=50, max_page_size=500)
     def get(self, pagination_parameters: Any) -> list[Any]:
         """Library import jobs, newest first."""
-        session = db_session()
-        mine = EntityImportJob.kind == KIND
-        pagination_parameters.item_count = session.scalar(
-            select(func.count()).select_from(EntityImportJob).where(mine)
-        )
-        query = select(EntityImportJob).where(mine).order_by(EntityImportJob.id.desc())
-        return list(
-            session.scalars(
-                query.offset(pagination_parameters.first_item).limit(
-                    pagination_parameters.page_size
-                )
-            )
-        )
+        return list_jobs(pagination_parameters, KIND)
 
 
 @blp.route("/imports/<int:job_id>")

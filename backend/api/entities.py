@@ -4,25 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
 from flask.views import MethodView
 from flask_smorest.fields import Upload
 from marshmallow import EXCLUDE, Schema, fields, validate
-from sqlalchemy import func, select
 
 from backend.api.blueprint import Blueprint
 from backend.api.fields import Crs, SafeString
+from backend.api.jobs import list_jobs, queue_upload
 from backend.api.personal import Personal
 from backend.api.security import (
     ANY_ROLE,
     DISPATCHERS,
-    current_principal,
     current_scope,
     requires,
 )
 from backend.api.users import if_match_version
 from backend.domain.registry_rows import HEADERS
-from backend.models import EntityImportJob
 from backend.models.entity import LOCATION_SOURCES, REGISTRATION_STATUSES, UNMATCHED
 from backend.services import (
     entities,
@@ -32,7 +29,6 @@ from backend.services import (
     import_jobs,
     task_rules,
 )
-from backend.services.errors import InvalidInput
 from backend.web import db_session
 
 blp = Blueprint(
@@ -205,39 +201,14 @@ class Imports(MethodView):
         """Queue a registry file (up to the upload limit; larger files: `gridpatrol entities
         import`). A worker (`gridpatrol worker`) runs it; poll the job for progress and the
         report."""
-        data = form["file"].read()
-        if not data:
-            raise InvalidInput("The uploaded file is empty.")
-        session = db_session()
-        job = import_jobs.submit(
-            session,
-            data,
-            form["file"].filename or "upload",
-            encoding=form.get("encoding"),
-            crs=form["crs"],
-            user_id=current_principal().user_id,
-        )
-        session.commit()
-        return job, 202, {"Location": f"{request.path}/{job.id}"}
+        return queue_upload(form, "registry")
 
     @requires("admin")
     @blp.response(200, ImportJobSchema(many=True))
     @blp.paginate(page_size=50, max_page_size=500)
     def get(self, pagination_parameters: Any) -> list[Any]:
         """Import jobs, newest first."""
-        session = db_session()
-        mine = EntityImportJob.kind == "registry"
-        query = select(EntityImportJob).where(mine).order_by(EntityImportJob.id.desc())
-        pagination_parameters.item_count = session.scalar(
-            select(func.count()).select_from(EntityImportJob).where(mine)
-        )
-        return list(
-            session.scalars(
-                query.offset(pagination_parameters.first_item).limit(
-                    pagination_parameters.page_size
-                )
-            )
-        )
+        return list_jobs(pagination_parameters, "registry")
 
 
 @blp.route("/imports/<int:job_id>")
@@ -277,6 +248,7 @@ class Changes(MethodView):
                 "address_change": task_rules.first_inspection(
                     session, entity_ids=ids["address_changed"], origin="address_change"
                 ),
+                "permits": task_rules.licence_checks(session, entity_ids=ids["created"]),
             }
         session.commit()
         return answer

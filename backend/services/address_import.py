@@ -5,7 +5,6 @@ normalised address in SQL. Afterwards `geocode_entities` re-matches the registry
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +13,9 @@ from typing import IO, Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from backend.services import audit
 from backend.services.entity_import import ImportReport
 from backend.services.errors import InvalidInput
-from backend.services.tabular import read_table
+from backend.services.tabular import ChunkedCopy, read_table
 from geo import crs as geocrs
 from geo.address import parse_address
 
@@ -90,7 +88,7 @@ def import_standard_addresses(
             "rejected text) ON COMMIT DROP"
         )
     )
-    chunk: list[tuple[Any, ...]] = []
+    stage = ChunkedCopy(session, "address_stage", _STAGE, progress, CHUNK)
     for row_no, row in enumerate(rows, start=2):
         raw = {canon: row[i] if i < len(row) else None for i, canon in columns.items()}
         if all(v is None or str(v).strip() == "" for v in raw.values()):
@@ -100,29 +98,11 @@ def import_standard_addresses(
         if reasons:
             report.reject(row_no, None, reasons)
             continue
-        chunk.append(staged)
-        if len(chunk) >= CHUNK:
-            _copy(session, chunk)
-            chunk = []
-            if progress:
-                progress(report.rows)
-    if chunk:
-        _copy(session, chunk)
-    if progress:
-        progress(report.rows)
+        stage.add(staged, report.rows)
+    stage.flush(report.rows)
     _reject_in_database(session, report)
     _upsert(session, report)
-    audit.record(
-        session,
-        "import",
-        "standard_address_library",
-        filename or "upload",
-        changes={
-            k: {"from": None, "to": v}
-            for k, v in report.as_dict().items()
-            if k in ("rows", "created", "updated", "unchanged", "rejected")
-        },
-    )
+    report.record(session, "standard_address_library", filename or "upload")
     return report
 
 
@@ -171,20 +151,6 @@ def _check(row_no: int, raw: dict[str, Any], crs: str) -> tuple[tuple[Any, ...],
         lon,
         lat,
     ), []
-
-
-def _copy(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    buf = io.StringIO()
-    for row in rows:
-        buf.write(
-            "\t".join(
-                "\\N" if x is None else str(x).replace("\\", "\\\\").replace("\t", " ") for x in row
-            )
-            + "\n"
-        )
-    buf.seek(0)
-    cursor = session.connection().connection.dbapi_connection.cursor()
-    cursor.copy_expert(f"COPY address_stage ({', '.join(_STAGE)}) FROM STDIN", buf)
 
 
 def _reject_in_database(session: Session, report: ImportReport) -> None:

@@ -9,7 +9,6 @@ reasons and never leaves partial data; good rows are never lost because another 
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from sqlalchemy.orm import Session
 from backend.domain.registry_rows import HeaderError, clean_row, map_headers
 from backend.services import audit, geocoding, placement
 from backend.services.errors import InvalidInput
-from backend.services.tabular import read_table
+from backend.services.tabular import ChunkedCopy, read_table
 from geo import crs as geocrs
 
 CHUNK = 20_000
@@ -68,6 +67,17 @@ class ImportReport:
             self.reasons[reason.split(":")[0]] += 1
         if len(self.rejected_rows) < MAX_REPORTED:
             self.rejected_rows.append({"row": row_no, "uscc": uscc, "reasons": reasons})
+
+    def record(self, session: Session, object_type: str, name: str) -> None:
+        """The import's own audit event, with its counts."""
+        counts = ("rows", "created", "updated", "unchanged", "rejected")
+        audit.record(
+            session,
+            "import",
+            object_type,
+            name,
+            changes={k: {"from": None, "to": getattr(self, k)} for k in counts},
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -126,7 +136,7 @@ def import_rows(
     report = ImportReport()
     crs = geocrs.normalize_crs(crs)
     _create_stage(session)
-    chunk: list[tuple[Any, ...]] = []
+    stage = ChunkedCopy(session, "entity_stage", STAGE_COLUMNS, progress, CHUNK)
     for row_no, raw in rows:
         if all(v is None or str(v).strip() == "" for v in raw.values()):
             continue  # a blank line
@@ -137,30 +147,12 @@ def import_rows(
                 row_no, cleaned.values.get("uscc") or _safe(raw.get("uscc")), cleaned.reasons
             )
             continue
-        chunk.append(_stage_tuple(row_no, cleaned.values, crs))
-        if len(chunk) >= CHUNK:
-            _copy(session, chunk)
-            chunk = []
-            if progress:
-                progress(report.rows)
-    if chunk:
-        _copy(session, chunk)
-    if progress:
-        progress(report.rows)
+        stage.add(_stage_tuple(row_no, cleaned.values, crs), report.rows)
+    stage.flush(report.rows)
     _reject_in_database(session, report)
     geocoding.match_table(session, "entity_stage", key="row_no", where="s.rejected IS NULL")
     _upsert(session, report)
-    audit.record(
-        session,
-        "import",
-        "entity_registry",
-        source_name,
-        changes={
-            k: {"from": None, "to": v}
-            for k, v in report.as_dict().items()
-            if k in ("rows", "created", "updated", "unchanged", "rejected")
-        },
-    )
+    report.record(session, "entity_registry", source_name)
     return report
 
 
@@ -184,15 +176,6 @@ def _stage_tuple(row_no: int, v: dict[str, Any], crs: str) -> tuple[Any, ...]:
         lon, lat = geocrs.to_cgcs2000(crs, lon, lat)
     address = v["business_address"] or v["registered_address"]  # 经营场所 is where it works
     return (row_no, *(v[c] for c in ENTITY_COLUMNS), lon, lat, *geocoding.address_fields(address))
-
-
-def _copy(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    buf = io.StringIO()
-    for row in rows:
-        buf.write("\t".join(_copy_value(x) for x in row) + "\n")
-    buf.seek(0)
-    cursor = session.connection().connection.dbapi_connection.cursor()
-    cursor.copy_expert(f"COPY entity_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN", buf)
 
 
 def _reject_in_database(session: Session, report: ImportReport) -> None:
@@ -333,12 +316,6 @@ def _upsert(session: Session, report: ImportReport) -> None:
     elif touched:
         moves = placement.place_matching(session, "{e}.id IN (SELECT id FROM entity_touched)")
         report.placement = {"moved": sum(m["entities"] for m in moves)}
-
-
-def _copy_value(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    return str(value).replace("\\", "\\\\").replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
 def _safe(value: Any) -> str | None:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from backend.services.tabular import copy_value
 from geo.address import parse_address
 
 THRESHOLD = 0.5  # pg_trgm similarity of the door-plate texts, for pass 2
@@ -241,7 +242,7 @@ def geocode_entities(
         buf = io.StringIO()
         for entity_id, address in part:
             values = (entity_id, *address_fields(address))
-            buf.write("\t".join("\\N" if v is None else _copy_text(v) for v in values) + "\n")
+            buf.write("\t".join(copy_value(v) for v in values) + "\n")
         buf.seek(0)
         cursor.copy_expert(f"COPY entity_geo (id, {', '.join(INPUT_COLUMNS)}) FROM STDIN", buf)
     session.execute(text("ANALYZE entity_geo"))
@@ -301,7 +302,3 @@ def geocode_entities(
         )
     ).one()
     return {**counts._asdict(), "moved": sum(m["entities"] for m in moves)}
-
-
-def _copy_text(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace("\t", " ").replace("\n", " ")

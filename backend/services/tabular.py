@@ -70,3 +70,51 @@ def _xlsx_rows(handle: IO[bytes]) -> Iterator[tuple[Any, ...]]:
         yield from book.worksheets[0].iter_rows(values_only=True)
     finally:
         book.close()
+
+
+def copy_value(value: Any) -> str:
+    """One field in PostgreSQL's COPY text format (NULL as \\N; tabs and newlines flattened)."""
+    if value is None:
+        return "\\N"
+    return str(value).replace("\\", "\\\\").replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+def copy_rows(
+    session: Any, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """COPY `rows` into `table` (`columns` in order) on the session's connection."""
+    buf = io.StringIO()
+    for row in rows:
+        buf.write("\t".join(copy_value(x) for x in row) + "\n")
+    buf.seek(0)
+    cursor = session.connection().connection.dbapi_connection.cursor()
+    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buf)
+
+
+class ChunkedCopy:
+    """Rows COPY'd to a staging table in chunks of `chunk`, calling `progress(rows_read)`
+    after each, so a file of any size streams through in bounded memory."""
+
+    def __init__(
+        self,
+        session: Any,
+        table: str,
+        columns: tuple[str, ...],
+        progress: Any = None,
+        chunk: int = 20_000,
+    ) -> None:
+        self.session, self.table, self.columns = session, table, columns
+        self.progress, self.chunk = progress, chunk
+        self.rows: list[tuple[Any, ...]] = []
+
+    def add(self, row: tuple[Any, ...], rows_read: int) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.chunk:
+            self.flush(rows_read)
+
+    def flush(self, rows_read: int) -> None:
+        if self.rows:
+            copy_rows(self.session, self.table, self.columns, self.rows)
+            self.rows = []
+        if self.progress:
+            self.progress(rows_read)
