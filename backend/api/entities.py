@@ -178,7 +178,7 @@ class ImportUpload(Schema):
 
 class ImportJobSchema(Schema):
     id = fields.Integer()
-    kind = fields.String(metadata={"description": "registry | standard_addresses"})
+    kind = fields.String(metadata={"description": "registry | standard_addresses | task_rule"})
     status = fields.String(metadata={"description": "queued | running | done | failed"})
     filename = fields.String()
     encoding = fields.String(allow_none=True)

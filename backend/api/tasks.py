@@ -3,19 +3,20 @@ cancel, and run the generation rules."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from backend.api.blueprint import Blueprint
+from backend.api.entities import ImportJobSchema
 from backend.api.fields import SafeString
 from backend.api.security import DISPATCHERS, current_principal, current_scope, requires
 from backend.api.task_schemas import TaskDetailSchema, TaskSchema
 from backend.api.users import if_match_version
 from backend.domain.tasks import TASK_TYPES
-from backend.services import leads, task_rules, tasks
+from backend.services import import_jobs, leads, task_rules, tasks
 from backend.services.errors import ServiceError
 from backend.services.versioning import require_version
 from backend.web import db_session
@@ -237,19 +238,30 @@ class Cancel(MethodView):
 class Generate(MethodView):
     @requires("admin", "city_dispatcher")
     @blp.arguments(GenerateBody)
-    @blp.response(200)
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Run a generation rule city-wide; idempotent (a second run makes nothing new).
-        Returns how many tasks of each type were made."""
-        session = db_session()
+    @blp.response(202, ImportJobSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Queue a generation rule, city-wide (a campaign may make hundreds of thousands of
+        tasks: `gridpatrol worker` runs it). Idempotent: a second run makes nothing new. The
+        job's report says how many tasks of each type were made."""
         options: dict[str, Any] = {}
         if body["rule"] == "annual_report_campaign":
-            options = {"year": body["year"], "start": body.get("start", date.today())}
+            start = task_rules.check_campaign(body["year"], body.get("start"))
+            options = {"year": body["year"], "start": start.isoformat()}
         elif body["rule"] == "first_inspection" and "since" in body:
-            options = {"since": body["since"]}
-        made = task_rules.run_rule(session, body["rule"], **options)
+            options = {"since": body["since"].isoformat()}
+        session = db_session()
+        job = import_jobs.submit_rule(session, body["rule"], options, current_principal().user_id)
         session.commit()
-        return {"rule": body["rule"], "made": made}
+        return job, 202, {"Location": f"{request.path}/{job.id}"}
+
+
+@blp.route("/generate/<int:job_id>")
+class GenerateJob(MethodView):
+    @requires("admin", "city_dispatcher")
+    @blp.response(200, ImportJobSchema)
+    def get(self, job_id: int) -> Any:
+        """A queued generation rule: status, and the tasks made when done."""
+        return import_jobs.get(db_session(), job_id, "task_rule")
 
 
 class LeadReport(Schema):

@@ -45,6 +45,6 @@ class EntityImportJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
-        CheckConstraint("kind IN ('registry', 'standard_addresses')", name="kind"),
+        CheckConstraint("kind IN ('registry', 'standard_addresses', 'task_rule')", name="kind"),
         Index("ix_entity_import_job_queued", "id", postgresql_where=text("status = 'queued'")),
     )

@@ -5,6 +5,7 @@ a second connection so it is visible while the import's own transaction is still
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.models import EntityImportJob
-from backend.services import audit, geocoding
+from backend.services import audit, geocoding, task_rules
 from backend.services.address_import import import_standard_addresses
 from backend.services.entity_import import import_registry
 from backend.services.errors import NotFound, ServiceError
@@ -53,6 +54,16 @@ def submit(
         },
     )
     return job
+
+
+def submit_rule(
+    session: Session, rule: str, options: dict[str, Any], user_id: int | None
+) -> EntityImportJob:
+    """Queue a task generation rule (they may make hundreds of thousands of tasks)."""
+    data = _json({"rule": rule, **options}).encode()
+    return submit(
+        session, data, rule, encoding=None, crs="wgs84", user_id=user_id, kind="task_rule"
+    )
 
 
 def get(session: Session, job_id: int, kind: str = "registry") -> EntityImportJob:
@@ -107,6 +118,11 @@ def run_next(sessions: sessionmaker[Session], engine: Engine) -> int | None:
 
 def _run(session: Session, job: EntityImportJob, progress: Callable[[int], None]) -> dict[str, Any]:
     assert job.data is not None
+    if job.kind == "task_rule":
+        options = json.loads(job.data)
+        rule = options.pop("rule")
+        made = task_rules.run_rule(session, rule, **options)
+        return {"rows": sum(made.values()), "rule": rule, "made": made}
     args = {"filename": job.filename, "encoding": job.encoding, "crs": job.crs}
     if job.kind == "standard_addresses":
         report = import_standard_addresses(
@@ -134,6 +150,4 @@ def _fail(sessions: sessionmaker[Session], job_id: int, exc: Exception) -> None:
 
 
 def _json(value: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False, default=str)

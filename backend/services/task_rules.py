@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from backend.domain.tasks import FIRST_INSPECTION_DAYS
 from backend.domain.workdays import Deadline
 from backend.services import tasks
+from backend.services.errors import InvalidInput
 
 ACTIVE = "e.status IN ('存续', '在业')"
 LICENCE_RECHECK_DAYS = 180  # a licence check is not repeated sooner than this
@@ -84,14 +85,7 @@ def annual_report_campaign(
     the end of `year` that has not filed it. One campaign per year: a second run adds only
     entities that were not in it."""
     end = date(year + 1, 6, 30)
-    start = start or date.today()
-    if not date(year + 1, 1, 1) <= start <= end:
-        from backend.services.errors import InvalidInput
-
-        raise InvalidInput(
-            f"The {year} annual-report campaign runs from {year + 1}-01-01 to {end}; "
-            f"{start} is outside it."
-        )
+    start = check_campaign(year, start)
     campaign = f"annual_report:{year}"
     select = (
         f"SELECT e.id FROM market_entity e WHERE {ACTIVE} "
@@ -110,6 +104,19 @@ def annual_report_campaign(
         campaign=campaign,
     )
     return {"annual_report_prompt": made}
+
+
+def check_campaign(year: int, start: date | None) -> date:
+    """The campaign's start (default today), which must lie between 1 January and 30 June
+    of the year after the reporting year."""
+    start = start or date.today()
+    end = date(year + 1, 6, 30)
+    if not date(year + 1, 1, 1) <= start <= end:
+        raise InvalidInput(
+            f"The {year} annual-report campaign runs from {year + 1}-01-01 to {end}; "
+            f"{start} is outside it."
+        )
+    return start
 
 
 def unmatched_addresses(session: Session) -> dict[str, int]:
@@ -136,6 +143,10 @@ RULES = {
 
 
 def run_rule(session: Session, rule: str, **options: Any) -> dict[str, int]:
+    """Run a rule by name; dates may come as ISO strings (from a queued job)."""
+    for key in ("start", "since", "due"):
+        if isinstance(options.get(key), str):
+            options[key] = date.fromisoformat(options[key])
     if rule == "annual_report_campaign":
         return annual_report_campaign(session, **options)
     return RULES[rule](session, **options)

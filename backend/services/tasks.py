@@ -51,7 +51,8 @@ def create_for_entities(
     assign: bool = True,
 ) -> int:
     """One task of `task_type` for each entity id `entities_sql` selects (column `id`) that has
-    no live task of that type already; audited, then assigned. Returns how many were made."""
+    no live task of that type already, assigned to its cell's worker (unless `assign` is
+    False) and audited. Returns how many were made."""
     # The subjects first, into a temp table this session can ANALYZE: right after a bulk
     # load the shared tables' statistics are stale (and only their owner may ANALYZE them),
     # and a planner that believes "1 row" nests seq scans (measured: 45 s instead of 1 s).
@@ -63,14 +64,26 @@ def create_for_entities(
     session.execute(text("ANALYZE task_subject"))
     session.execute(text("DROP TABLE IF EXISTS new_task"))
     session.execute(text("CREATE TEMP TABLE new_task (id bigint PRIMARY KEY) ON COMMIT DROP"))
+    # Each task is written once, already assigned: the cell's workers take the subjects in
+    # turn, the least loaded first (see `assign_queued` for the rule).
+    workers = _WORKERS.format(cells="SELECT cell FROM subj") if assign else _NO_WORKERS
     session.execute(
         text(
-            f"WITH made AS (INSERT INTO patrol_task (type, origin, campaign, entity_id, "
-            f"cell_code, community_code, town_code, due_on, due_approximate) "
-            f"SELECT :type, :origin, :campaign, e.id, gc.code, "
-            f"COALESCE(gc.community_code, ac.code), COALESCE(gc.town_code, at.code), "
-            f":due, :approx FROM task_subject ts JOIN market_entity e ON e.id = ts.id {_PLACE} "
-            f"ORDER BY e.id ON CONFLICT DO NOTHING RETURNING id) "
+            f"WITH subj AS (SELECT e.id AS entity_id, gc.code AS cell, "
+            f"COALESCE(gc.community_code, ac.code) AS community, "
+            f"COALESCE(gc.town_code, at.code) AS town, "
+            f"row_number() OVER (PARTITION BY gc.code ORDER BY e.id) - 1 AS rn "
+            f"FROM task_subject ts JOIN market_entity e ON e.id = ts.id {_PLACE}), "
+            f"workers AS ({workers}), "
+            f"made AS (INSERT INTO patrol_task (type, origin, campaign, entity_id, cell_code, "
+            f"community_code, town_code, due_on, due_approximate, status, assignee_id, "
+            f"assigned_at) "
+            f"SELECT :type, :origin, :campaign, s.entity_id, s.cell, s.community, s.town, "
+            f":due, :approx, CASE WHEN w.user_id IS NULL THEN 'open' ELSE 'assigned' END, "
+            f"w.user_id, CASE WHEN w.user_id IS NOT NULL THEN now() END "
+            f"FROM subj s LEFT JOIN workers w ON w.cell_code = s.cell "
+            f"AND w.k = s.rn % w.workers ORDER BY s.entity_id "
+            f"ON CONFLICT DO NOTHING RETURNING id) "
             f"INSERT INTO new_task SELECT id FROM made"
         ),
         {
@@ -89,12 +102,31 @@ def create_for_entities(
             "task",
             "SELECT t.id AS object_id, jsonb_build_object('type', jsonb_build_object('from', "
             "NULL, 'to', t.type), 'origin', jsonb_build_object('from', NULL, 'to', t.origin), "
-            "'entity_id', jsonb_build_object('from', NULL, 'to', t.entity_id)) AS changes "
+            "'entity_id', jsonb_build_object('from', NULL, 'to', t.entity_id), "
+            "'assignee_id', jsonb_build_object('from', NULL, 'to', t.assignee_id)) AS changes "
             "FROM patrol_task t JOIN new_task n ON n.id = t.id",
         )
-        if assign:
-            assign_queued(session, "SELECT id FROM new_task")
     return made
+
+
+# The active workers of some cells (`{cells}` selects their codes), numbered k = 0, 1, … per
+# cell from the least loaded (live tasks in hand; the primary wins ties).
+_WORKERS = """
+SELECT w.cell_code, w.user_id,
+       row_number() OVER (PARTITION BY w.cell_code ORDER BY COALESCE(l.n, 0),
+           (w.duty = 'primary') DESC, w.user_id) - 1 AS k,
+       count(*) OVER (PARTITION BY w.cell_code) AS workers
+FROM cell_worker w
+JOIN app_user u ON u.id = w.user_id AND u.is_active AND u.role = 'grid_worker'
+LEFT JOIN (SELECT assignee_id, count(*) AS n FROM patrol_task
+           WHERE status IN ('assigned', 'accepted', 'in_progress', 'returned')
+           GROUP BY assignee_id) l ON l.assignee_id = w.user_id
+WHERE w.cell_code IN ({cells})
+"""
+_NO_WORKERS = (
+    "SELECT NULL::varchar AS cell_code, NULL::int AS user_id, 0::bigint AS k, "
+    "1::bigint AS workers WHERE false"
+)
 
 
 def assign_queued(session: Session, tasks_sql: str, params: dict[str, Any] | None = None) -> int:
@@ -116,18 +148,7 @@ def assign_queued(session: Session, tasks_sql: str, params: dict[str, Any] | Non
                 WHERE t.id IN ({tasks_sql}) AND t.status IN ('open', 'declined')
                   AND t.cell_code IS NOT NULL
             ),
-            workers AS (
-                SELECT w.cell_code, w.user_id,
-                       row_number() OVER (PARTITION BY w.cell_code ORDER BY
-                           COALESCE(l.n, 0), (w.duty = 'primary') DESC, w.user_id) - 1 AS k,
-                       count(*) OVER (PARTITION BY w.cell_code) AS workers
-                FROM cell_worker w
-                JOIN app_user u ON u.id = w.user_id AND u.is_active AND u.role = 'grid_worker'
-                LEFT JOIN (SELECT assignee_id, count(*) AS n FROM patrol_task
-                           WHERE status IN ('assigned', 'accepted', 'in_progress', 'returned')
-                           GROUP BY assignee_id) l ON l.assignee_id = w.user_id
-                WHERE w.cell_code IN (SELECT cell_code FROM todo)
-            ),
+            workers AS ({_WORKERS.format(cells="SELECT cell_code FROM todo")}),
             pick AS (
                 SELECT todo.id, workers.user_id FROM todo
                 JOIN workers ON workers.cell_code = todo.cell_code

@@ -207,6 +207,11 @@ def upgrade() -> None:
             AFTER INSERT OR UPDATE OR DELETE ON lead
             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
             EXECUTE FUNCTION gp_audit_required('lead', 'id');
+
+        -- generation rules run as background jobs too (options as JSON in `data`)
+        ALTER TABLE entity_import_job DROP CONSTRAINT ck_entity_import_job_kind;
+        ALTER TABLE entity_import_job ADD CONSTRAINT ck_entity_import_job_kind
+            CHECK (kind IN ('registry', 'standard_addresses', 'task_rule'));
         """
     )
     seed_permit_requirements()
@@ -243,5 +248,8 @@ def downgrade() -> None:
         DROP TABLE permit_requirement;
         DROP TABLE calendar_year;
         DROP TABLE holiday_calendar;
+        ALTER TABLE entity_import_job DROP CONSTRAINT ck_entity_import_job_kind;
+        ALTER TABLE entity_import_job ADD CONSTRAINT ck_entity_import_job_kind
+            CHECK (kind IN ('registry', 'standard_addresses'));
         """
     )

@@ -82,6 +82,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/tasks/<int:task_id>/cancel"): WRITERS,
     ("POST", "/api/v1/tasks/assign"): WRITERS,
     ("POST", "/api/v1/tasks/generate"): frozenset({"admin", "city_dispatcher"}),
+    ("GET", "/api/v1/tasks/generate/<int:job_id>"): frozenset({"admin", "city_dispatcher"}),
     ("POST", "/api/v1/leads"): WRITERS,
     ("GET", "/api/mobile/v1/tasks"): WORKER,
     ("GET", "/api/mobile/v1/tasks/<int:task_id>"): WORKER,
@@ -161,6 +162,7 @@ def world(client, admin_headers, session):
         {"w": worker_id},
     )
     job = import_jobs.submit(session, b"x", "x.csv", encoding=None, crs="wgs84", user_id=None)
+    rule_job = import_jobs.submit_rule(session, "licence_checks", {}, None)
     library_job = import_jobs.submit(
         session, b"x", "x.csv", encoding=None, crs="wgs84", user_id=None, kind="standard_addresses"
     )
@@ -173,6 +175,7 @@ def world(client, admin_headers, session):
         "entity_id": entity_id,
         "job_id": job.id,
         "library_job_id": library_job.id,
+        "rule_job_id": rule_job.id,
         "task_id": task_id,
     }
 
@@ -183,6 +186,8 @@ def concrete(rule: str, world) -> str:
     path = path.replace("<int:import_id>", str(world["import_id"]))
     path = path.replace("<int:entity_id>", str(world["entity_id"]))
     job = world["library_job_id"] if rule.startswith("/api/v1/addresses/") else world["job_id"]
+    if rule.startswith("/api/v1/tasks/generate"):
+        job = world["rule_job_id"]
     path = path.replace("<int:job_id>", str(job))
     path = path.replace("<path:filename>", "swagger-ui.css")
     path = path.replace("<int:task_id>", str(world["task_id"]))
