@@ -144,6 +144,9 @@ def register_blueprints(api: ProblemApi) -> None:
     from backend.api.entities import blp as entities_blp
     from backend.api.grid import blp as grid_blp
     from backend.api.health import blp as health_blp
+    from backend.api.outbox import blp as outbox_blp
+    from backend.api.referrals import blp as referrals_blp
+    from backend.api.referrals import departments_blp, dispatch_blp, routing_blp
     from backend.api.tasks import blp as tasks_blp
     from backend.api.tasks import leads_blp
     from backend.api.users import blp as users_blp
@@ -162,6 +165,11 @@ def register_blueprints(api: ProblemApi) -> None:
         calendar_blp,
         tasks_blp,
         leads_blp,
+        referrals_blp,
+        routing_blp,
+        departments_blp,
+        dispatch_blp,
+        outbox_blp,
         mobile_auth_blp,
         mobile_blp,
         mobile_tasks_blp,

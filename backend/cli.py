@@ -515,6 +515,29 @@ def tasks_generate(rule: str, year: int | None, start: Any, since: Any) -> None:
     )
 
 
+@main.command()
+@click.option(
+    "--red-after",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 60),
+    help="working days past due that make a red card",
+)
+def escalate(red_after: int) -> None:
+    """督办: yellow cards for overdue tasks and referrals, red ones past `--red-after`
+    working days; run it daily (cron or a systemd timer)."""
+    from backend.services.escalation import escalate as run
+
+    with _session() as session:
+        counts = run(session, red_after_days=red_after)
+        session.commit()
+    click.echo(f"escalation: {counts}")
+
+
 from backend.cli_calendar import calendar_group  # noqa: E402  (a group of its own module)
 
 main.add_command(calendar_group)
+
+from backend.cli_outbox import outbox_group  # noqa: E402  (a group of its own module)
+
+main.add_command(outbox_group)

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from backend.domain.tasks import NOTICE_DAYS, ON_SITE, derive_findings, load_outcome, notice_text
-from backend.services import audit, tasks
+from backend.services import audit, referrals, tasks
 from backend.services.errors import Conflict, InvalidInput, NotFound, ServiceError
 from backend.services.scope import Scope
 from geo import crs as geocrs
@@ -248,6 +248,19 @@ def _record_findings(
             text("UPDATE finding SET status = :s WHERE id = :id"),
             {"s": "resolved" if rectified else "not_rectified", "id": task["finding_id"]},
         )
+        referrals.on_reinspection(session, task["finding_id"], rectified)
+    # findings a department must act on are referred in the same transaction
+    referrals.refer_findings(session, [f["id"] for f in out])
+    by_finding = {
+        row.finding_id: row.id
+        for row in session.execute(
+            text("SELECT id, finding_id FROM referral WHERE finding_id = ANY(:f)"),
+            {"f": [f["id"] for f in out]},
+        )
+    }
+    for item in out:
+        if item["id"] in by_finding:
+            item["referral_id"] = by_finding[item["id"]]
     return out
 
 

@@ -107,6 +107,11 @@ def upgrade() -> None:
         );
         CREATE INDEX ix_outbox_due ON outbox_event (next_attempt_at) WHERE status = 'pending';
 
+        ALTER TABLE patrol_task
+            ADD COLUMN escalation text
+                CHECK (escalation IS NULL OR escalation IN ('yellow', 'red')),
+            ADD COLUMN escalated_at timestamptz;
+
         CREATE CONSTRAINT TRIGGER referral_audited
             AFTER INSERT OR UPDATE OR DELETE ON referral
             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
@@ -170,6 +175,7 @@ def downgrade() -> None:
         """
         DROP TABLE outbox_event;
         DROP TABLE referral;
+        ALTER TABLE patrol_task DROP COLUMN escalation, DROP COLUMN escalated_at;
         DROP TABLE routing_rule;
         DROP TABLE department;
         """

@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from sqlalchemy import text
 
 from backend.domain.cn_holidays import package_years
 from backend.services import calendar
@@ -19,6 +20,13 @@ GOOD = {
     "workdays": {f"{NEXT}-02-20": "春节调休"},  # a Saturday in 2027
     "source": "国办发明电（测试）",
 }
+
+
+@pytest.fixture(autouse=True)
+def _no_calendar_yet(session):
+    """Migration 0010 seeds the calendar; these tests start from none (rolled back after)."""
+    session.execute(text("DELETE FROM holiday_calendar"))
+    session.execute(text("DELETE FROM calendar_year"))
 
 
 @pytest.fixture()

@@ -31,6 +31,8 @@ USER_READERS = frozenset({"admin", "auditor"}) | DISPATCHERS
 READERS = USER_READERS
 WRITERS = frozenset({"admin"}) | DISPATCHERS
 WORKER = frozenset({"grid_worker"})
+REFERRAL_READERS = READERS | {"department_officer"}
+OFFICERS = frozenset({"admin", "department_officer"})
 
 MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): PUBLIC,
@@ -97,12 +99,29 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("PUT", "/api/v1/calendar/<int:year>"): frozenset({"admin"}),
     ("POST", "/api/v1/calendar/imports"): frozenset({"admin"}),
     ("GET", "/api/v1/calendar/deadline"): ALL,
+    ("GET", "/api/v1/referrals"): REFERRAL_READERS,
+    ("GET", "/api/v1/referrals/<int:referral_id>"): REFERRAL_READERS,
+    ("POST", "/api/v1/referrals/<int:referral_id>/accept"): OFFICERS,
+    ("POST", "/api/v1/referrals/<int:referral_id>/return"): OFFICERS,
+    ("POST", "/api/v1/referrals/<int:referral_id>/start"): OFFICERS,
+    ("POST", "/api/v1/referrals/<int:referral_id>/conclude"): OFFICERS,
+    ("POST", "/api/v1/referrals/<int:referral_id>/reroute"): WRITERS,
+    ("POST", "/api/v1/referrals/<int:referral_id>/close"): WRITERS,
+    ("POST", "/api/v1/routing/explain"): REFERRAL_READERS,
+    ("GET", "/api/v1/routing/rules"): REFERRAL_READERS,
+    ("POST", "/api/v1/routing/rules"): frozenset({"admin"}),
+    ("PATCH", "/api/v1/routing/rules/<int:rule_id>"): frozenset({"admin"}),
+    ("GET", "/api/v1/departments"): ALL,
+    ("PATCH", "/api/v1/departments/<code>"): frozenset({"admin"}),
+    ("GET", "/api/v1/dispatch/queue"): WRITERS,
     ("GET", "/api/v1/addresses"): ALL,
     ("POST", "/api/v1/addresses/match"): ALL,
     ("GET", "/api/v1/addresses/imports"): frozenset({"admin"}),
     ("POST", "/api/v1/addresses/imports"): frozenset({"admin"}),
     ("GET", "/api/v1/addresses/imports/<int:job_id>"): frozenset({"admin"}),
     ("PATCH", "/api/v1/entities/<int:entity_id>"): frozenset({"admin"}) | DISPATCHERS,
+    ("GET", "/api/v1/outbox"): frozenset({"admin", "auditor"}),
+    ("POST", "/api/v1/outbox/replay"): frozenset({"admin"}),
 }
 
 MY_CELL = "441900003001001"
@@ -163,6 +182,7 @@ def world(client, admin_headers, session):
     )
     job = import_jobs.submit(session, b"x", "x.csv", encoding=None, crs="wgs84", user_id=None)
     rule_job = import_jobs.submit_rule(session, "licence_checks", {}, None)
+    referral_id = _referral(session, task_id)
     library_job = import_jobs.submit(
         session, b"x", "x.csv", encoding=None, crs="wgs84", user_id=None, kind="standard_addresses"
     )
@@ -176,8 +196,41 @@ def world(client, admin_headers, session):
         "job_id": job.id,
         "library_job_id": library_job.id,
         "rule_job_id": rule_job.id,
+        "referral_id": referral_id,
+        "rule_id": session.scalar(text("SELECT min(id) FROM routing_rule")),
         "task_id": task_id,
     }
+
+
+def _referral(session, task_id: int) -> int:
+    """A finding of MY_CELL's task referred to market supervision's branch in its town."""
+    sid = "00000000-0000-4000-8000-000000000001"
+    session.execute(
+        text(
+            "INSERT INTO submission (id, task_id, worker_id, body_sha256, outcome, response) "
+            "SELECT :s, t.id, t.assignee_id, repeat('0', 64), '{}', '{}' FROM patrol_task t "
+            "WHERE t.id = :t"
+        ),
+        {"s": sid, "t": task_id},
+    )
+    finding = session.scalar(
+        text(
+            "INSERT INTO finding (type, task_id, submission_id, entity_id) SELECT "
+            "'license_not_displayed', t.id, :s, t.entity_id FROM patrol_task t WHERE t.id = :t "
+            "RETURNING id"
+        ),
+        {"s": sid, "t": task_id},
+    )
+    rid = session.scalar(
+        text(
+            "INSERT INTO referral (finding_id, department_code, town_code, due_on) "
+            "VALUES (:f, 'SAMR', '441900003', CURRENT_DATE + 10) RETURNING id"
+        ),
+        {"f": finding},
+    )
+    audit.record(session, "create", "referral", rid, changes={})
+    session.commit()
+    return int(rid)
 
 
 def concrete(rule: str, world) -> str:
@@ -191,6 +244,9 @@ def concrete(rule: str, world) -> str:
     path = path.replace("<int:job_id>", str(job))
     path = path.replace("<path:filename>", "swagger-ui.css")
     path = path.replace("<int:task_id>", str(world["task_id"]))
+    path = path.replace("<int:referral_id>", str(world["referral_id"]))
+    path = path.replace("<int:rule_id>", str(world["rule_id"]))
+    path = path.replace("/departments/<code>", "/departments/SAMR")
     path = path.replace("<int:year>", "2026")
     for collection, value in code.items():
         path = path.replace(f"/{collection}/<code>", f"/{collection}/{value}")

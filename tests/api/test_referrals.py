@@ -1,0 +1,220 @@
+"""The loop closed through the API: a worker's finding is referred to the department that
+issues the missing permit; that department returns it (not ours), the dispatcher re-routes it
+to market supervision's town branch, which concludes; the worker's re-inspection closes it.
+Also: routing explained, abnormal listing written to the entity, scope and stale versions."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from backend.domain.uscc import make_code
+from tests.conftest import make_token
+from tests.grid_fixtures import load_small_grid
+
+MY_CELL = "441900003001001"
+TOWN = "441900003"
+SHOP = (113.705, 23.005)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture()
+def world(client, admin_headers, session):
+    load_small_grid(client, admin_headers)
+    worker = bearer(make_token(client, session, "grid_worker"))
+    worker_id = client.get("/api/v1/auth/me", headers=worker).get_json()["id"]
+    client.put(
+        f"/api/v1/grid/cells/{MY_CELL}/workers", json={"primary": worker_id}, headers=admin_headers
+    )
+    feed = client.post(
+        "/api/v1/entities/changes",
+        json={
+            "changes": [
+                {
+                    "uscc": make_code("9", "2", "441900", "MA0000077"),
+                    "name": "东莞市东城康宁药店",
+                    "registered_address": "东莞市东城街道东城中路7号",
+                    "industry_code": "5251",
+                    "established_on": "2026-11-02",
+                    "lon": SHOP[0],
+                    "lat": SHOP[1],
+                }
+            ],
+            "crs": "cgcs2000",
+        },
+        headers=admin_headers,
+    )
+    assert feed.get_json()["tasks"]["permits"] == {"license_check": 1}, feed.get_json()
+    return {
+        "worker": worker,
+        "drug": bearer(make_token(client, session, "department_officer", department_code="DRUG")),
+        "samr": bearer(
+            make_token(
+                client, session, "department_officer", department_code="SAMR", town_code=TOWN
+            )
+        ),
+        "samr_other_town": bearer(
+            make_token(
+                client, session, "department_officer", department_code="SAMR", town_code="441900004"
+            )
+        ),
+        "dispatcher": bearer(make_token(client, session, "town_dispatcher", town_code=TOWN)),
+    }
+
+
+def do_task(client, worker, task_type: str, outcome: dict) -> dict:
+    tasks = client.get(
+        f"/api/mobile/v1/tasks?lon={SHOP[0]}&lat={SHOP[1]}&crs=cgcs2000", headers=worker
+    ).get_json()
+    task = next(t for t in tasks if t["type"] == task_type)
+    if task["status"] == "assigned":
+        assert (
+            client.post(f"/api/mobile/v1/tasks/{task['id']}/accept", headers=worker).status_code
+            == 200
+        )
+    checkin = client.post(
+        f"/api/mobile/v1/tasks/{task['id']}/check-in",
+        json={"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+        headers=worker,
+    )
+    assert checkin.status_code == 200, checkin.get_json()
+    resp = client.post(
+        "/api/mobile/v1/submissions",
+        json={
+            "id": str(uuid.uuid4()),
+            "task_id": task["id"],
+            "outcome": outcome,
+            "point": {"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+        },
+        headers=worker,
+    )
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def test_the_loop(client, world, session):
+    answer = do_task(
+        client,
+        world["worker"],
+        "license_check",
+        {"permits_needed": ["药品经营许可证"], "permits_shown": []},
+    )
+    (finding,) = answer["findings"]
+    assert finding["type"] == "permit_missing" and finding["referral_id"]
+    rid = finding["referral_id"]
+
+    # routing, explained: the permit's department; market supervision would use its branch
+    explained = client.post(
+        "/api/v1/routing/explain", json={"finding_id": finding["id"]}, headers=world["drug"]
+    ).get_json()
+    assert explained["department_code"] == "DRUG" and "药品经营许可证" in explained["why"]
+    food = client.post(
+        "/api/v1/routing/explain",
+        json={"finding_type": "permit_missing", "permit_type": "食品经营许可证", "town_code": TOWN},
+        headers=world["dispatcher"],
+    ).get_json()
+    assert (food["department_code"], food["branch_town_code"]) == ("SAMR", TOWN)
+    nothing = client.post(
+        "/api/v1/routing/explain", json={"finding_type": "odd_smell"}, headers=world["dispatcher"]
+    ).get_json()
+    assert nothing["department_code"] == "SAMR" and "default" in nothing["why"]
+
+    # the drug administration's inbox; market supervision does not see it
+    inbox = client.get("/api/v1/referrals", headers=world["drug"]).get_json()
+    assert [r["id"] for r in inbox] == [rid] and inbox[0]["status"] == "pending"
+    assert client.get(f"/api/v1/referrals/{rid}", headers=world["samr"]).status_code == 404
+    opened = client.get(f"/api/v1/referrals/{rid}", headers=world["drug"])
+    body = opened.get_json()
+    assert body["status"] == "delivered"
+    assert body["entity"]["name"] == "东莞市东城康宁药店"
+    assert body["evidence"]["outcome"]["permits_needed"] == ["药品经营许可证"]
+    assert body["finding"]["permit_type"] == "药品经营许可证"
+
+    # not ours (say, the shop only sells medical devices): back to the dispatchers
+    returned = client.post(
+        f"/api/v1/referrals/{rid}/return",
+        json={"reason": "经营医疗器械，非药品"},
+        headers=world["drug"],
+    )
+    assert returned.status_code == 200 and returned.get_json()["status"] == "returned"
+    queue = client.get("/api/v1/dispatch/queue", headers=world["dispatcher"]).get_json()
+    assert queue["counts"]["returned_referrals"] == 1
+    misses = session.scalar(
+        text("SELECT misses FROM routing_rule WHERE permit_type = '药品经营许可证'")
+    )
+    assert misses == 1
+    current = client.get(f"/api/v1/referrals/{rid}", headers=world["dispatcher"])
+    no_version = client.post(
+        f"/api/v1/referrals/{rid}/reroute",
+        json={"department_code": "SAMR", "reason": "医疗器械归市场监管"},
+        headers=world["dispatcher"],
+    )
+    assert no_version.status_code == 428
+    rerouted = client.post(
+        f"/api/v1/referrals/{rid}/reroute",
+        json={"department_code": "SAMR", "town_code": TOWN, "reason": "医疗器械归市场监管"},
+        headers={**world["dispatcher"], "If-Match": current.headers["ETag"]},
+    )
+    assert rerouted.status_code == 200, rerouted.get_json()
+    assert (
+        client.get(f"/api/v1/referrals/{rid}", headers=world["samr_other_town"]).status_code == 404
+    )
+
+    # market supervision's town branch takes it and concludes: permit issued
+    samr = world["samr"]
+    assert client.post(f"/api/v1/referrals/{rid}/accept", headers=samr).status_code == 200
+    again = client.post(f"/api/v1/referrals/{rid}/accept", headers=samr)
+    assert again.status_code == 409
+    bad = client.post(
+        f"/api/v1/referrals/{rid}/conclude", json={"result": "case_opened"}, headers=samr
+    )
+    assert bad.status_code == 422  # a case number is needed
+    concluded = client.post(
+        f"/api/v1/referrals/{rid}/conclude",
+        json={"result": "permit_issued", "note": "已补办许可"},
+        headers=samr,
+    )
+    assert concluded.status_code == 200 and concluded.get_json()["status"] == "concluded"
+    state = client.get(f"/api/v1/referrals/{rid}", headers=samr).get_json()
+    assert state["reinspection_task_id"]
+
+    # the worker re-inspects: fixed, and the referral closes
+    do_task(client, world["worker"], "reinspection", {"rectified": True})
+    closed = client.get(f"/api/v1/referrals/{rid}", headers=samr).get_json()
+    assert closed["status"] == "closed" and "re-inspection" in closed["status_reason"]
+    events = session.scalar(
+        text("SELECT count(*) FROM audit_event WHERE object_type = 'referral' AND object_id = :r"),
+        {"r": str(rid)},
+    )
+    assert events >= 7
+
+
+def test_unreachable_address_ends_in_the_abnormal_list(client, world, session):
+    answer = do_task(client, world["worker"], "address_check", {"found_at_address": False})
+    (finding,) = answer["findings"]
+    assert finding["type"] == "address_unreachable"
+    rid = finding["referral_id"]
+    samr = world["samr"]
+    client.get(f"/api/v1/referrals/{rid}", headers=samr)
+    client.post(f"/api/v1/referrals/{rid}/accept", headers=samr)
+    done = client.post(
+        f"/api/v1/referrals/{rid}/conclude", json={"result": "listed_abnormal"}, headers=samr
+    )
+    assert done.status_code == 200
+    assert client.get(f"/api/v1/referrals/{rid}", headers=samr).get_json()["status"] == "closed"
+    entity = session.execute(
+        text(
+            "SELECT abnormal_reason, abnormal_listed_on FROM market_entity "
+            "WHERE name = '东莞市东城康宁药店'"
+        )
+    ).one()
+    assert entity.abnormal_reason and entity.abnormal_listed_on is not None
+
+
+def test_workers_see_no_referrals(client, world):
+    assert client.get("/api/v1/referrals", headers=world["worker"]).status_code == 403
