@@ -138,6 +138,7 @@ def _swagger_asset(filename: str) -> Response:
 
 def register_blueprints(api: ProblemApi) -> None:
     from backend.api.addresses import blp as addresses_blp
+    from backend.api.attachments import blp as attachments_blp
     from backend.api.audit import blp as audit_blp
     from backend.api.auth import blp as auth_blp
     from backend.api.calendar import blp as calendar_blp
@@ -166,6 +167,7 @@ def register_blueprints(api: ProblemApi) -> None:
         tasks_blp,
         leads_blp,
         referrals_blp,
+        attachments_blp,
         routing_blp,
         departments_blp,
         dispatch_blp,

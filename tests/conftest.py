@@ -4,6 +4,7 @@ that is rolled back. A missing database fails the run; nothing is skipped."""
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,10 @@ TEST_PASSWORD = "test-password-1"
 
 # Property tests are derandomised by default, so a red run is reproducible and CI is not a
 # lottery; HYPOTHESIS_PROFILE=explore searches afresh on every run.
+# photos the tests upload go to a scratch directory, not the working tree
+os.environ.setdefault(
+    "GRIDPATROL_STORAGE_ROOT", tempfile.mkdtemp(prefix="gridpatrol-test-attachments-")
+)
 settings.register_profile("repeatable", derandomize=True, deadline=None)
 settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))

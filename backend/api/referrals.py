@@ -14,6 +14,7 @@ from backend.api.fields import SafeString
 from backend.api.security import DISPATCHERS, current_principal, requires
 from backend.api.users import if_match_version
 from backend.services import dispatch, referrals, routing_rules
+from backend.services.errors import ServiceError
 from backend.services.versioning import require_version
 from backend.web import db_session
 
@@ -212,6 +213,49 @@ class Reroute(MethodView):
             department_code=body["department_code"],
             town_code=body.get("town_code"),
         )
+
+
+class ReferralRef(Schema):
+    id = fields.Integer(required=True, validate=validate.Range(1, 2**62))
+    version = fields.Integer(required=True, validate=validate.Range(1, 2**31 - 1))
+
+
+class BulkRerouteBody(RerouteBody):
+    referrals = fields.List(
+        fields.Nested(ReferralRef), required=True, validate=validate.Length(1, 1000)
+    )
+
+
+@blp.route("/reroute")
+class BulkReroute(MethodView):
+    @requires(*DISPATCH)
+    @blp.arguments(BulkRerouteBody)
+    @blp.response(200)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Re-route many returned referrals, each with the version you saw; each succeeds or
+        fails on its own (404, 409, 412) and the answer says which."""
+        session = db_session()
+        results = []
+        for ref in body["referrals"]:
+            savepoint = session.begin_nested()
+            try:
+                row = referrals.act(
+                    session,
+                    ref["id"],
+                    "reroute",
+                    current_principal(),
+                    expected_version=ref["version"],
+                    reason=body["reason"],
+                    department_code=body["department_code"],
+                    town_code=body.get("town_code"),
+                )
+                savepoint.commit()
+                results.append({"id": ref["id"], "status": 200, "referral": row})
+            except ServiceError as exc:
+                savepoint.rollback()
+                results.append({"id": ref["id"], "status": exc.status, "detail": exc.detail})
+        session.commit()
+        return {"results": results}
 
 
 @blp.route("/<int:referral_id>/close")

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from backend.domain.photos import PhotoError, inspect_photo
-from backend.services.errors import InvalidInput
+from backend.services.errors import InvalidInput, NotFound
 from backend.services.storage import Storage
 
 MAX_PHOTO_BYTES = 10 * 2**20
@@ -68,3 +68,48 @@ def _find(session: Session, uploader_id: int, sha256: str) -> dict[str, Any] | N
         .first()
     )
     return dict(row) if row else None
+
+
+def readable(session: Session, attachment_id: int, principal: Any) -> dict[str, Any]:
+    """An attachment the caller may see: its uploader; city-wide roles; a dispatcher when it
+    is evidence of a task in its territory; an officer when it is evidence of a referral in its
+    inbox. Anything else does not exist (404)."""
+    from backend.services.referrals import scope_clause
+    from backend.services.scope import bound, scope_of
+    from backend.services.tasks import task_scope
+
+    role = principal.role
+    evidence = (
+        "EXISTS (SELECT 1 FROM submission s JOIN patrol_task t ON t.id = s.task_id "
+        "WHERE a.id = ANY(s.attachment_ids) AND {clause})"
+    )
+    params: dict[str, Any] = {"id": attachment_id, "me": principal.user_id}
+    if role in ("admin", "auditor", "city_dispatcher"):
+        clause = "true"
+    elif role == "department_officer":
+        inbox, extra = scope_clause(principal)
+        params.update(extra)
+        clause = evidence.format(
+            clause=f"EXISTS (SELECT 1 FROM finding f JOIN referral r ON r.finding_id = f.id "
+            f"WHERE f.submission_id = s.id AND {inbox})"
+        )
+    elif role in ("town_dispatcher", "community_dispatcher"):
+        scope = scope_of(principal)
+        params.update(scope.params)
+        clause = evidence.format(clause=task_scope(scope))
+    else:
+        clause = "false"
+    row = (
+        session.execute(
+            bound(
+                f"SELECT {_COLUMNS}, storage_key FROM attachment a WHERE a.id = :id "
+                f"AND (a.uploaded_by = :me OR {clause})",
+                params,
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"No attachment {attachment_id}.")
+    return dict(row)

@@ -5,9 +5,11 @@ Also: routing explained, abnormal listing written to the entity, scope and stale
 
 from __future__ import annotations
 
+import io
 import uuid
 
 import pytest
+from PIL import Image
 from sqlalchemy import text
 
 from backend.domain.uscc import make_code
@@ -142,6 +144,16 @@ def test_the_loop(client, world, session):
         headers=world["drug"],
     )
     assert returned.status_code == 200 and returned.get_json()["status"] == "returned"
+    stale_bulk = client.post(
+        "/api/v1/referrals/reroute",
+        json={
+            "referrals": [{"id": rid, "version": 1}],
+            "department_code": "SAMR",
+            "reason": "批量改派",
+        },
+        headers=world["dispatcher"],
+    ).get_json()
+    assert [r["status"] for r in stale_bulk["results"]] == [412]
     queue = client.get("/api/v1/dispatch/queue", headers=world["dispatcher"]).get_json()
     assert queue["counts"]["returned_referrals"] == 1
     misses = session.scalar(
@@ -214,6 +226,51 @@ def test_unreachable_address_ends_in_the_abnormal_list(client, world, session):
         )
     ).one()
     assert entity.abnormal_reason and entity.abnormal_listed_on is not None
+
+
+def test_officers_see_the_photos_of_their_referrals(client, world):
+    image = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(image, "JPEG")
+    up = client.post(
+        "/api/mobile/v1/attachments",
+        data={"file": (io.BytesIO(image.getvalue()), "p.jpg")},
+        headers=world["worker"],
+        content_type="multipart/form-data",
+    ).get_json()
+    tasks = client.get(
+        f"/api/mobile/v1/tasks?lon={SHOP[0]}&lat={SHOP[1]}&crs=cgcs2000", headers=world["worker"]
+    ).get_json()
+    task = next(t for t in tasks if t["type"] == "license_display")
+    client.post(f"/api/mobile/v1/tasks/{task['id']}/accept", headers=world["worker"])
+    client.post(
+        f"/api/mobile/v1/tasks/{task['id']}/check-in",
+        json={"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+        headers=world["worker"],
+    )
+    answer = client.post(
+        "/api/mobile/v1/submissions",
+        json={
+            "id": str(uuid.uuid4()),
+            "task_id": task["id"],
+            "outcome": {"licence_displayed": False},
+            "point": {"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+            "attachment_ids": [up["id"]],
+        },
+        headers=world["worker"],
+    ).get_json()
+    rid = answer["findings"][0]["referral_id"]
+    evidence = client.get(f"/api/v1/referrals/{rid}", headers=world["samr"]).get_json()
+    assert evidence["evidence"]["attachment_ids"] == [up["id"]]
+    photo = client.get(f"/api/v1/attachments/{up['id']}", headers=world["samr"])
+    assert photo.status_code == 200 and photo.mimetype == "image/jpeg"
+    assert photo.data == image.getvalue()
+    cached = client.get(
+        f"/api/v1/attachments/{up['id']}",
+        headers={**world["samr"], "If-None-Match": photo.headers["ETag"]},
+    )
+    assert cached.status_code == 304
+    assert client.get(f"/api/v1/attachments/{up['id']}", headers=world["drug"]).status_code == 404
+    assert client.get(f"/api/v1/attachments/{up['id']}", headers=world["worker"]).status_code == 200
 
 
 def test_workers_see_no_referrals(client, world):

@@ -33,6 +33,8 @@ WRITERS = frozenset({"admin"}) | DISPATCHERS
 WORKER = frozenset({"grid_worker"})
 REFERRAL_READERS = READERS | {"department_officer"}
 OFFICERS = frozenset({"admin", "department_officer"})
+# any signed-in role may ask; who sees a given photo is row-level (404 for the others)
+NOT_FOUND_FOR_OTHERS = "not-found-for-others"
 
 MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): PUBLIC,
@@ -107,6 +109,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/referrals/<int:referral_id>/conclude"): OFFICERS,
     ("POST", "/api/v1/referrals/<int:referral_id>/reroute"): WRITERS,
     ("POST", "/api/v1/referrals/<int:referral_id>/close"): WRITERS,
+    ("POST", "/api/v1/referrals/reroute"): WRITERS,
     ("POST", "/api/v1/routing/explain"): REFERRAL_READERS,
     ("GET", "/api/v1/routing/rules"): REFERRAL_READERS,
     ("POST", "/api/v1/routing/rules"): frozenset({"admin"}),
@@ -114,6 +117,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/departments"): ALL,
     ("PATCH", "/api/v1/departments/<code>"): frozenset({"admin"}),
     ("GET", "/api/v1/dispatch/queue"): WRITERS,
+    ("GET", "/api/v1/attachments/<int:attachment_id>"): NOT_FOUND_FOR_OTHERS,
     ("GET", "/api/v1/addresses"): ALL,
     ("POST", "/api/v1/addresses/match"): ALL,
     ("GET", "/api/v1/addresses/imports"): frozenset({"admin"}),
@@ -246,6 +250,7 @@ def concrete(rule: str, world) -> str:
     path = path.replace("<int:task_id>", str(world["task_id"]))
     path = path.replace("<int:referral_id>", str(world["referral_id"]))
     path = path.replace("<int:rule_id>", str(world["rule_id"]))
+    path = path.replace("<int:attachment_id>", "1")
     path = path.replace("/departments/<code>", "/departments/SAMR")
     path = path.replace("<int:year>", "2026")
     for collection, value in code.items():
@@ -276,6 +281,12 @@ def test_role_route_matrix(app, client, world):
             continue
         if anonymous.status_code != 401:
             failures.append(f"{method} {rule}: anonymous got {anonymous.status_code}, not 401")
+        if allowed == NOT_FOUND_FOR_OTHERS:
+            for role in ROLES:
+                resp = client.open(url, method=method, headers=world["headers"][role])
+                if resp.status_code not in (200, 404):
+                    failures.append(f"{method} {rule}: {role} got {resp.status_code}")
+            continue
         for role in ROLES:
             # logout ends the session of its token: give it a token of its own
             headers = world["mint"](role) if rule.endswith("/logout") else world["headers"][role]
