@@ -155,15 +155,33 @@ def place_all(session: Session) -> dict[str, int]:
     }
 
 
+# Inserting more new rows than this (and more than are placed already) sets the `cell_code`
+# index aside and builds it afterwards: measured 3.6 s → 1.9 s for 1.5 million rows. The
+# index's absence holds an exclusive lock on entity_placement until the job commits, so it is
+# for first loads and city-wide rebuilds, not for the everyday few.
+REBUILD_INDEX_ABOVE = 200_000
+
+
 def _write_diff(session: Session, differences: int) -> int:
     """Write placement_diff's rows; returns those inserted or updated. A plain INSERT costs
     much less than an upsert, which is the fallback when another transaction placed some of the
     same entities meanwhile."""
+    new, placed = session.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE NOT placed), "
+            "(SELECT count(*) FROM entity_placement) FROM placement_diff"
+        )
+    ).one()
+    rebuild = new > REBUILD_INDEX_ABOVE and new > placed
+    if rebuild:
+        session.execute(text("SELECT gp_placement_cell_index(false)"))
     try:
         with session.begin_nested():
             written = int(session.execute(text(_INSERT_NEW)).rowcount)
     except IntegrityError:
         written = int(session.execute(text(_UPSERT_NEW)).rowcount)
+    if rebuild:
+        session.execute(text("SELECT gp_placement_cell_index(true)"))
     if differences > written:  # moves, and points now without a cell
         written += session.execute(text(_UPDATE_MOVED)).rowcount
         written += session.execute(text(_UPDATE_OUTSIDE)).rowcount

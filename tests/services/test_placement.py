@@ -115,3 +115,18 @@ def test_redrawing_a_boundary_moves_exactly_the_affected_entities(client, admin_
     after = cells_of(session, ids)
     assert after[:6] == ["441900003001001"] * 4 + ["441900003001002"] * 2
     assert after[6] == before[6]
+
+
+def test_a_bulk_load_sets_the_cell_index_aside_and_rebuilds_it(
+    client, admin_headers, session, monkeypatch
+):
+    load_small_grid(client, admin_headers)
+    monkeypatch.setattr(placement, "REBUILD_INDEX_ABOVE", 1)
+    ids = add_entities(session, [(113.705, 23.005), (113.775, 23.045), (113.81, 23.01)])
+    totals = placement.place_all(session)
+    assert totals["placed"] == 3
+    assert cells_of(session, ids) == ["441900003001001", "441900004001003", "441900004002002"]
+    index = session.scalar(
+        text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_entity_placement_cell'")
+    )
+    assert index is not None and "(cell_code)" in index
