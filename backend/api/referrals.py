@@ -124,6 +124,43 @@ class Referrals(MethodView):
         )
 
 
+class StatsQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    since = fields.Date(required=True, data_key="from")
+    until = fields.Date(required=True, data_key="to")
+    by = SafeString(
+        load_default="department_town",
+        validate=validate.OneOf(["department", "town", "department_town"]),
+    )
+
+    @validates_schema
+    def _period(self, data: dict[str, Any], **_: Any) -> None:
+        if data["until"] < data["since"]:
+            raise ValidationError("`to` is before `from`", "to")
+
+
+@blp.route("/stats")
+class Stats(MethodView):
+    @requires(*READERS)
+    @blp.arguments(StatsQuery, location="query")
+    @blp.response(200)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Figures per department and town for referrals received `from`–`to` (within your
+        scope): received, with feedback, 线索处理反馈率 `feedback_rate`, 线索案件转化率
+        `case_conversion_rate`, 许可审批发证率 `permit_issue_rate`, median days to feedback,
+        overdue."""
+        rows = referrals.stats(
+            db_session(),
+            current_principal(),
+            since=args["since"],
+            until=args["until"],
+            by=args["by"],
+        )
+        return {"from": args["since"], "to": args["until"], "by": args["by"], "rows": rows}
+
+
 @blp.route("/<int:referral_id>")
 class Referral(MethodView):
     @requires(*READERS)

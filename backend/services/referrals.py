@@ -10,7 +10,7 @@ result) → closed. Every transition is a conditional UPDATE (409 when the refer
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -503,3 +503,54 @@ def _refusal(
         action, action + ("d" if action.endswith("e") else "ed")
     )
     raise Conflict(f"Referral {referral_id} is {row.status}: it cannot be {done} now.")
+
+
+def stats(
+    session: Session,
+    principal: Principal,
+    *,
+    since: date,
+    until: date,
+    by: str = "department_town",
+) -> list[dict[str, Any]]:
+    """Figures per department (and town) for referrals received in [since, until]: received,
+    with feedback (concluded), 线索处理反馈率 (feedback / received), 线索案件转化率 (cases opened /
+    received), 许可审批发证率 (permits issued / permit referrals), median days to feedback and
+    how many are overdue."""
+    clause, params = scope_clause(principal)
+    keys = {
+        "department": "r.department_code",
+        "town": "r.town_code",
+        "department_town": "r.department_code, r.town_code",
+    }[by]
+    rows = session.execute(
+        bound(
+            f"""
+            SELECT {keys},
+                   count(*) AS received,
+                   count(*) FILTER (WHERE r.concluded_at IS NOT NULL) AS with_feedback,
+                   round(count(*) FILTER (WHERE r.concluded_at IS NOT NULL)::numeric
+                         / count(*), 4)::float8 AS feedback_rate,
+                   count(*) FILTER (WHERE r.result = 'case_opened') AS cases_opened,
+                   round(count(*) FILTER (WHERE r.result = 'case_opened')::numeric
+                         / count(*), 4)::float8 AS case_conversion_rate,
+                   count(*) FILTER (WHERE f.type = 'permit_missing') AS permit_referrals,
+                   count(*) FILTER (WHERE f.type = 'permit_missing'
+                                    AND r.result = 'permit_issued') AS permits_issued,
+                   round(count(*) FILTER (WHERE f.type = 'permit_missing'
+                                          AND r.result = 'permit_issued')::numeric
+                         / NULLIF(count(*) FILTER (WHERE f.type = 'permit_missing'), 0), 4)::float8
+                       AS permit_issue_rate,
+                   round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM
+                         r.concluded_at - r.created_at)) / 86400)::numeric, 2)::float8
+                       AS median_days_to_feedback,
+                   count(*) FILTER (WHERE r.concluded_at IS NULL AND r.due_on < CURRENT_DATE)
+                       AS overdue
+            FROM referral r JOIN finding f ON f.id = r.finding_id
+            WHERE r.created_at >= :since AND r.created_at < :until_next AND {clause}
+            GROUP BY {keys} ORDER BY {keys}
+            """,
+            {**params, "since": since, "until_next": until + timedelta(days=1)},
+        )
+    ).mappings()
+    return [dict(r) for r in rows]

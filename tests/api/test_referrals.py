@@ -275,3 +275,154 @@ def test_officers_see_the_photos_of_their_referrals(client, world):
 
 def test_workers_see_no_referrals(client, world):
     assert client.get("/api/v1/referrals", headers=world["worker"]).status_code == 403
+
+
+def test_a_restaurant_goes_to_market_supervision_and_a_hotel_to_the_police(
+    client, world, admin_headers, session
+):
+    shops = {
+        "东莞市东城好味餐厅": ("6210", "食品经营许可证"),
+        "东莞市东城安居旅馆": ("6110", "特种行业许可证"),
+    }
+    feed = client.post(
+        "/api/v1/entities/changes",
+        json={
+            "changes": [
+                {
+                    "uscc": make_code("9", "2", "441900", f"MA000010{n}"),
+                    "name": name,
+                    "registered_address": f"东莞市东城街道东城中路{10 + n}号",
+                    "industry_code": industry,
+                    "established_on": "2026-11-02",
+                    "lon": SHOP[0],
+                    "lat": SHOP[1],
+                }
+                for n, (name, (industry, _)) in enumerate(shops.items())
+            ],
+            "crs": "cgcs2000",
+        },
+        headers=admin_headers,
+    )
+    assert feed.get_json()["tasks"]["permits"] == {"license_check": 2}, feed.get_json()
+    worker = world["worker"]
+    tasks = client.get(
+        f"/api/mobile/v1/tasks?lon={SHOP[0]}&lat={SHOP[1]}&crs=cgcs2000&page_size=50",
+        headers=worker,
+    ).get_json()
+    referral_of = {}
+    for name, (_, permit) in shops.items():
+        task = next(
+            t for t in tasks if t["type"] == "license_check" and t["entity"]["name"] == name
+        )
+        client.post(f"/api/mobile/v1/tasks/{task['id']}/accept", headers=worker)
+        client.post(
+            f"/api/mobile/v1/tasks/{task['id']}/check-in",
+            json={"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+            headers=worker,
+        )
+        answer = client.post(
+            "/api/mobile/v1/submissions",
+            json={
+                "id": str(uuid.uuid4()),
+                "task_id": task["id"],
+                "outcome": {"permits_needed": [permit], "permits_shown": []},
+                "point": {"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+            },
+            headers=worker,
+        ).get_json()
+        referral_of[name] = answer["findings"][0]["referral_id"]
+    placed = {
+        name: session.execute(
+            text("SELECT department_code, town_code FROM referral WHERE id = :r"), {"r": rid}
+        ).one()
+        for name, rid in referral_of.items()
+    }
+    assert tuple(placed["东莞市东城好味餐厅"]) == ("SAMR", TOWN)  # the town's 市场监管分局
+    assert tuple(placed["东莞市东城安居旅馆"]) == ("POLICE", TOWN)  # the town's 派出所
+
+    # market supervision: rectified → a re-inspection, which closes it when it confirms
+    rid = referral_of["东莞市东城好味餐厅"]
+    samr = world["samr"]
+    client.get(f"/api/v1/referrals/{rid}", headers=samr)
+    client.post(f"/api/v1/referrals/{rid}/accept", headers=samr)
+    client.post(f"/api/v1/referrals/{rid}/start", headers=samr)
+    done = client.post(
+        f"/api/v1/referrals/{rid}/conclude", json={"result": "rectified"}, headers=samr
+    )
+    assert done.status_code == 200
+    task_id = client.get(f"/api/v1/referrals/{rid}", headers=samr).get_json()[
+        "reinspection_task_id"
+    ]
+    assert (
+        session.scalar(text("SELECT type FROM patrol_task WHERE id = :t"), {"t": task_id})
+        == "reinspection"
+    )
+    reinspections = client.get(
+        f"/api/mobile/v1/tasks?lon={SHOP[0]}&lat={SHOP[1]}&crs=cgcs2000&page_size=50",
+        headers=worker,
+    ).get_json()
+    task = next(t for t in reinspections if t["id"] == task_id)
+    client.post(f"/api/mobile/v1/tasks/{task['id']}/accept", headers=worker)
+    client.post(
+        f"/api/mobile/v1/tasks/{task['id']}/check-in",
+        json={"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+        headers=worker,
+    )
+    client.post(
+        "/api/mobile/v1/submissions",
+        json={
+            "id": str(uuid.uuid4()),
+            "task_id": task["id"],
+            "outcome": {"rectified": True},
+            "point": {"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+        },
+        headers=worker,
+    )
+    assert client.get(f"/api/v1/referrals/{rid}", headers=samr).get_json()["status"] == "closed"
+
+    # the figures
+    stats = client.get(
+        "/api/v1/referrals/stats?from=2026-01-01&to=2030-12-31&by=department",
+        headers=admin_headers,
+    ).get_json()
+    by_department = {r["department_code"]: r for r in stats["rows"]}
+    assert by_department["SAMR"]["received"] == 1 and by_department["SAMR"]["feedback_rate"] == 1
+    assert (
+        by_department["POLICE"]["received"] == 1 and by_department["POLICE"]["with_feedback"] == 0
+    )
+
+
+def _seeded_rules() -> list[dict[str, str]]:
+    import csv
+    from importlib.resources import files
+
+    text_ = (files("backend") / "data" / "routing_rules.csv").read_text("utf-8")
+    return list(csv.DictReader(io.StringIO(text_)))
+
+
+@pytest.mark.parametrize("rule", _seeded_rules(), ids=lambda r: r["note"])
+def test_explain_answers_for_every_seeded_rule(client, admin_headers, session, rule):
+    body = {"finding_type": rule["finding_type"] if rule["finding_type"] != "*" else "odd_finding"}
+    if rule["permit_type"]:
+        body["permit_type"] = rule["permit_type"]
+    if rule["industry_prefix"]:
+        body["industry_code"] = rule["industry_prefix"].ljust(4, "0")
+    body["town_code"] = TOWN
+    answer = client.post("/api/v1/routing/explain", json=body, headers=admin_headers).get_json()
+    expected = session.scalar(
+        text(
+            "SELECT id FROM routing_rule WHERE finding_type = :f "
+            "AND permit_type IS NOT DISTINCT FROM :p AND industry_prefix IS NOT DISTINCT FROM :i"
+        ),
+        {
+            "f": rule["finding_type"],
+            "p": rule["permit_type"] or None,
+            "i": rule["industry_prefix"] or None,
+        },
+    )
+    assert answer["rule"]["id"] == expected, answer
+    assert answer["department_code"] == rule["department"]
+    branches = session.scalar(
+        text("SELECT town_branches FROM department WHERE code = :d"), {"d": rule["department"]}
+    )
+    assert answer["branch_town_code"] == (TOWN if branches else None)

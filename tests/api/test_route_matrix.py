@@ -110,6 +110,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/referrals/<int:referral_id>/reroute"): WRITERS,
     ("POST", "/api/v1/referrals/<int:referral_id>/close"): WRITERS,
     ("POST", "/api/v1/referrals/reroute"): WRITERS,
+    ("GET", "/api/v1/referrals/stats"): REFERRAL_READERS,
     ("POST", "/api/v1/routing/explain"): REFERRAL_READERS,
     ("GET", "/api/v1/routing/rules"): REFERRAL_READERS,
     ("POST", "/api/v1/routing/rules"): frozenset({"admin"}),
@@ -134,6 +135,7 @@ QUERY = {
     "/api/v1/grid/locate": "?lon=113.705&lat=23.005",
     "/api/mobile/v1/whereami": "?lon=113.705&lat=23.005&crs=wgs84",
     "/api/v1/calendar/deadline": "?start=2026-11-20&days=10",
+    "/api/v1/referrals/stats": "?from=2026-01-01&to=2026-12-31",
 }
 
 
