@@ -25,6 +25,7 @@ BULK_SETTINGS: dict[str, str] = {
     "work_mem": "256MB",  # the DISTINCT ON sort of 1.5 M rows stays in memory
     "jit": "off",  # compiling the plan costs more than it saves
     "min_parallel_table_scan_size": "0",  # grid_cell is small, yet each cell is much work
+    "maintenance_work_mem": "256MB",  # rebuilding the cell_code index sorts in memory
 }
 
 # The bulk join: the planner loops over the cells (split among parallel workers) and probes the
