@@ -169,22 +169,39 @@ class Tasks(MethodView):
         the entity, due date and overdue flag. Send `If-None-Match` with the last ETag: an
         unchanged list answers 304 with no body."""
         lon, lat = _here(args)
-        rows, total = tasks.near_me(
+        page, size = pagination_parameters.page, pagination_parameters.page_size
+        body, total = tasks.near_me(
             db_session(),
             current_principal().user_id,
             lon,
             lat,
             offset=pagination_parameters.first_item,
-            limit=pagination_parameters.page_size,
+            limit=size,
+            as_json=True,
         )
         pagination_parameters.item_count = total
-        body = NearTaskSchema(many=True).dump(rows)
-        etag = hashlib.sha256(
-            json.dumps([body, total], sort_keys=True, default=str).encode()
-        ).hexdigest()[:32]
+        etag = hashlib.sha256(f"{total}:{body}".encode()).hexdigest()[:32]
+        headers = {
+            "ETag": f'"{etag}"',
+            "Cache-Control": "private, no-cache",
+            "X-Pagination": json.dumps(_pagination(total, page, size)),
+        }
         if request.if_none_match.contains(etag):
-            return Response(status=304, headers={"ETag": f'"{etag}"'})
-        return rows, 200, {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
+            return Response(status=304, headers=headers)
+        return Response(body, mimetype="application/json", headers=headers)
+
+
+def _pagination(total: int, page: int, size: int) -> dict[str, int]:
+    """flask-smorest's X-Pagination header, for a page built outside its dump."""
+    pages = max((total + size - 1) // size, 1) if total else 0
+    meta = {"total": total, "total_pages": pages}
+    if pages:
+        meta.update(first_page=1, last_page=pages, page=page)
+        if page > 1:
+            meta["previous_page"] = page - 1
+        if page < pages:
+            meta["next_page"] = page + 1
+    return meta
 
 
 @blp.route("/tasks/<int:task_id>")
