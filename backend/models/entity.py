@@ -145,6 +145,7 @@ class StandardAddress(Base):
     __table_args__ = (
         Index("ix_standard_address_geom", "geom", postgresql_using="gist"),
         Index("ix_standard_address_plate", "road", "house_number"),
+        Index("ix_standard_address_number_town", "house_number", "town"),
         Index(
             "ix_standard_address_key_trgm",
             text("match_key gin_trgm_ops"),

@@ -55,6 +55,7 @@ def upgrade() -> None:
         "ix_standard_address_geom", "standard_address", ["geom"], postgresql_using="gist"
     )
     op.create_index("ix_standard_address_plate", "standard_address", ["road", "house_number"])
+    op.create_index("ix_standard_address_number_town", "standard_address", ["house_number", "town"])
     op.create_index(
         "ix_standard_address_key_trgm",
         "standard_address",
@@ -108,6 +109,7 @@ def downgrade() -> None:
     for column in ("location_disagreement_m", "address_match_score", "address_match_id"):
         op.drop_column("market_entity", column)
     op.drop_index("ix_standard_address_key_trgm", table_name="standard_address")
+    op.drop_index("ix_standard_address_number_town", table_name="standard_address")
     op.drop_index("ix_standard_address_plate", table_name="standard_address")
     op.drop_geospatial_index(
         "ix_standard_address_geom", table_name="standard_address", column_name="geom"
