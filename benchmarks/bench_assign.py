@@ -1,35 +1,39 @@
 """assign: place 1.5 million market entities into the demo city's ~2,900 cells.
 
 Three figures on the same data in the same run (DESIGN.md §4, issue "Market entities on the
-map"): the full assignment as the service does it (`placement.place_all`, one set-based
-statement writing the narrow `entity_placement` table), the bare PostGIS join with no writes
-(the floor), and a GIS analyst's round trip (geopandas.read_postgis → sjoin → write back with
-COPY, the fastest write there is). Also: a second full run when nothing moved, and the latency
-of re-placing one entity, with the plan showing index use.
+map"): the full assignment as the service does it (`placement.place_all` into an empty
+`entity_placement`, with its statements' time by phase), the bare PostGIS join with no writes
+(the floor: `place_all`'s SELECT under the same session settings; also once under the server's
+defaults), and a GIS analyst's round trip to the same end state (geopandas.read_postgis → sjoin →
+COPY into a staging table → upsert into an empty `entity_placement`, then compared row by row).
+Also: a second full run when nothing moved, and the latency of re-placing one entity, with the
+plan showing index use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
+import re
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from bench_common import BenchContext, Figures, timed
 from bench_locate import random_points
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from backend.services import placement
 
 ENTITIES = int(os.environ.get("GRIDPATROL_BENCH_ENTITIES", "1500000"))
 CHUNK = 250_000
-BARE_JOIN = (
-    "SELECT count(*) FROM (SELECT DISTINCT ON (e.id) e.id, c.code FROM market_entity e "
-    "JOIN grid_cell c ON c.geom && e.geom AND ST_Intersects(c.geom, e.geom) "
-    "WHERE e.geom IS NOT NULL ORDER BY e.id, c.code) j"
-)
+BARE_JOIN = f"SELECT count(*) FROM ({placement.JOIN_SQL}) j"
 
 
 def run(ctx: BenchContext) -> Figures:
@@ -37,10 +41,17 @@ def run(ctx: BenchContext) -> Figures:
     figures: Figures = {"entities": ENTITIES, "cells": len(ctx.demo_city().cells)}
     figures["load_s"] = round(_load_entities(ctx, rng), 2)
 
-    with ctx.engine.connect() as conn:
-        conn.execute(text("ANALYZE market_entity"))
-        conn.commit()
-        bare_s, _ = timed(lambda: conn.execute(text(BARE_JOIN)).scalar())
+    with ctx.sessions() as session:
+        session.execute(text("ANALYZE market_entity"))
+        session.commit()
+        figures["bare_join_default_settings_s"] = round(
+            timed(lambda: session.execute(text(BARE_JOIN)).scalar())[0], 2
+        )
+        session.rollback()
+        with placement.bulk_settings(session):
+            figures["join_workers_planned"] = _workers_planned(session, BARE_JOIN)
+            bare_s, _ = timed(lambda: session.execute(text(BARE_JOIN)).scalar())
+        session.rollback()
     figures["bare_join_s"] = round(bare_s, 2)
 
     with ctx.sessions() as session:
@@ -50,9 +61,11 @@ def run(ctx: BenchContext) -> Figures:
             session.commit()
             return result
 
-        full_s, totals = timed(full)
+        with _statement_times(ctx.engine) as phases:
+            full_s, totals = timed(full)
         again_s, again = timed(full)
     figures["full_assignment_s"] = round(full_s, 2)
+    figures.update({f"full_{name}_s": round(t, 2) for name, t in phases.items()})
     figures["full_assignment_rows_per_s"] = int(ENTITIES / full_s)
     figures["placed"] = totals["placed"]
     figures["outside_grid"] = totals["outside_grid"]
@@ -67,6 +80,39 @@ def run(ctx: BenchContext) -> Figures:
             float(figures["geopandas_round_trip_s"]) / full_s, 2
         )
     return figures
+
+
+# place_all's statements by phase: the join (and the diff against the current placements) into
+# a temporary table, the INSERT of new placements, and the rest (counts, updates, settings).
+_PHASES = (("join", "CREATE TEMP TABLE placement_diff"), ("insert", "INSERT INTO entity_placement"))
+
+
+@contextlib.contextmanager
+def _statement_times(engine: Engine) -> Iterator[dict[str, float]]:
+    """Wall time of the engine's statements inside the block, summed by phase."""
+    times = dict.fromkeys([*(name for name, _ in _PHASES), "other"], 0.0)
+    started: list[float] = []
+
+    def before(*_: Any) -> None:
+        started.append(time.perf_counter())
+
+    def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        key = next((n for n, prefix in _PHASES if statement.lstrip().startswith(prefix)), "other")
+        times[key] += time.perf_counter() - started.pop()
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield times
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+
+def _workers_planned(session: Session, sql: str) -> int:
+    plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar()
+    found = re.findall(r'"Workers Planned": (\d+)', json.dumps(plan))
+    return max((int(n) for n in found), default=0)
 
 
 def _load_entities(ctx: BenchContext, rng: np.random.Generator) -> float:
@@ -97,6 +143,7 @@ def _load_entities(ctx: BenchContext, rng: np.random.Generator) -> float:
             "object_id, changes) SELECT 'benchmark', 'system', 'create', 'entity', id::text, "
             "'{}' FROM market_entity"
         )
+        raw.commit()  # the deferred audit check runs here; CREATE INDEX refuses pending events
         cur.execute(
             "CREATE INDEX ix_market_entity_search_trgm ON market_entity "
             "USING gin ((name || ' ' || registered_address) gin_trgm_ops)"
@@ -108,17 +155,32 @@ def _load_entities(ctx: BenchContext, rng: np.random.Generator) -> float:
 
 
 def _geopandas_round_trip(ctx: BenchContext) -> Figures:
+    """The analyst's way to the same end state, from the same start (an empty entity_placement):
+    read the points and cells, sjoin, keep the smallest code per point (points outside every cell
+    keep a row with no code), COPY that into a staging table and upsert it into
+    entity_placement. place_all's result is kept aside first and compared row by row after."""
     try:
         import geopandas as gpd
     except ImportError:
         ctx.notes.append("assign: geopandas not installed; the analyst round trip is skipped")
         return {"geopandas_round_trip_s": "skipped"}
+    with ctx.engine.begin() as conn:  # the benchmark runs as the owner
+        conn.execute(text("DROP TABLE IF EXISTS bench_expected_placement"))
+        conn.execute(
+            text(
+                "CREATE TABLE bench_expected_placement AS "
+                "SELECT entity_id, cell_code, town_code FROM entity_placement"
+            )
+        )
+        conn.execute(text("TRUNCATE entity_placement"))
     started = time.perf_counter()
     with ctx.engine.connect() as conn:
         entities = gpd.read_postgis(
             "SELECT id, geom FROM market_entity WHERE geom IS NOT NULL", conn, geom_col="geom"
         )
-        cells = gpd.read_postgis("SELECT code, geom FROM grid_cell", conn, geom_col="geom")
+        cells = gpd.read_postgis(
+            "SELECT code, town_code, geom FROM grid_cell", conn, geom_col="geom"
+        )
     read_s = time.perf_counter() - started
     t0 = time.perf_counter()
     joined = gpd.sjoin(entities, cells, how="left", predicate="intersects")
@@ -128,20 +190,46 @@ def _geopandas_round_trip(ctx: BenchContext) -> Figures:
     raw: Any = ctx.engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute("CREATE TEMP TABLE gpd_placement (entity_id bigint, cell_code text)")
+        cur.execute(
+            "CREATE TEMP TABLE gpd_placement (entity_id bigint, cell_code text, town_code text)"
+        )
         buf = io.StringIO()
-        joined[["id", "code"]].to_csv(buf, sep="\t", header=False, index=False, na_rep="\\N")
+        joined[["id", "code", "town_code"]].to_csv(
+            buf, sep="\t", header=False, index=False, na_rep="\\N"
+        )
         buf.seek(0)
         cur.copy_expert("COPY gpd_placement FROM STDIN", buf)
+        copy_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cur.execute(
+            "INSERT INTO entity_placement AS p (entity_id, cell_code, town_code, placed_at) "
+            "SELECT entity_id, cell_code, town_code, now() FROM gpd_placement "
+            "ON CONFLICT (entity_id) DO UPDATE SET cell_code = EXCLUDED.cell_code, "
+            "town_code = EXCLUDED.town_code, placed_at = now() "
+            "WHERE p.cell_code IS DISTINCT FROM EXCLUDED.cell_code"
+        )
         raw.commit()
     finally:
         raw.close()
-    write_s = time.perf_counter() - t0
+    upsert_s = time.perf_counter() - t0
+    total_s = time.perf_counter() - started
+    with ctx.engine.begin() as conn:
+        mismatches = conn.scalar(
+            text(
+                "SELECT count(*) FROM bench_expected_placement x "
+                "FULL JOIN entity_placement p ON p.entity_id = x.entity_id "
+                "WHERE x.entity_id IS NULL OR p.entity_id IS NULL "
+                "OR (x.cell_code, x.town_code) IS DISTINCT FROM (p.cell_code, p.town_code)"
+            )
+        )
+        conn.execute(text("DROP TABLE bench_expected_placement"))
     return {
         "geopandas_read_s": round(read_s, 2),
         "geopandas_sjoin_s": round(sjoin_s, 2),
-        "geopandas_write_s": round(write_s, 2),
-        "geopandas_round_trip_s": round(time.perf_counter() - started, 2),
+        "geopandas_copy_s": round(copy_s, 2),
+        "geopandas_upsert_s": round(upsert_s, 2),
+        "geopandas_round_trip_s": round(total_s, 2),
+        "geopandas_vs_place_all_mismatches": int(mismatches or 0),
     }
 
 
@@ -155,6 +243,7 @@ def _single_entity(ctx: BenchContext) -> Figures:
             )
         ]
         samples = []
+        moved = 0
         for entity_id in ids:
             session.execute(
                 text(
@@ -164,8 +253,9 @@ def _single_entity(ctx: BenchContext) -> Figures:
                 {"i": entity_id},
             )
             t0 = time.perf_counter()
-            placement.place_entities(session, [entity_id])
+            moves = placement.place_entities(session, [entity_id])
             samples.append(time.perf_counter() - t0)
+            moved += sum(m["entities"] for m in moves)
         plan = (
             session.execute(
                 text(
@@ -185,6 +275,7 @@ def _single_entity(ctx: BenchContext) -> Figures:
     return {
         "single_replace_p50_ms": round(statistics.median(samples) * 1000, 2),
         "single_replace_p95_ms": round(float(np.percentile(samples, 95)) * 1000, 2),
+        "single_replace_calls_moving_cell": moved,
         "single_locate_db_execution": db_ms,
         "single_locate_uses_index": any("Index Scan" in line for line in plan),
     }
