@@ -10,11 +10,11 @@ from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
 from backend.api.blueprint import Blueprint
+from backend.api.bulk import each_on_its_own
 from backend.api.fields import SafeString
 from backend.api.security import DISPATCHERS, current_principal, requires
 from backend.api.users import if_match_version
 from backend.services import dispatch, referrals, routing_rules
-from backend.services.errors import ServiceError
 from backend.services.versioning import require_version
 from backend.web import db_session
 
@@ -272,25 +272,20 @@ class BulkReroute(MethodView):
         """Re-route many returned referrals, each with the version you saw; each succeeds or
         fails on its own (404, 409, 412) and the answer says which."""
         session = db_session()
-        results = []
-        for ref in body["referrals"]:
-            savepoint = session.begin_nested()
-            try:
-                row = referrals.act(
-                    session,
-                    ref["id"],
-                    "reroute",
-                    current_principal(),
-                    expected_version=ref["version"],
-                    reason=body["reason"],
-                    department_code=body["department_code"],
-                    town_code=body.get("town_code"),
-                )
-                savepoint.commit()
-                results.append({"id": ref["id"], "status": 200, "referral": row})
-            except ServiceError as exc:
-                savepoint.rollback()
-                results.append({"id": ref["id"], "status": exc.status, "detail": exc.detail})
+        results = each_on_its_own(
+            session,
+            body["referrals"],
+            lambda ref: referrals.act(
+                session,
+                ref["id"],
+                "reroute",
+                current_principal(),
+                expected_version=ref["version"],
+                reason=body["reason"],
+                department_code=body["department_code"],
+                town_code=body.get("town_code"),
+            ),
+        )
         session.commit()
         return {"results": results}
 

@@ -10,6 +10,7 @@ from flask.views import MethodView
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from backend.api.blueprint import Blueprint
+from backend.api.bulk import each_on_its_own
 from backend.api.entities import ImportJobSchema
 from backend.api.fields import SafeString
 from backend.api.security import DISPATCHERS, current_principal, current_scope, requires
@@ -17,7 +18,6 @@ from backend.api.task_schemas import TaskDetailSchema, TaskSchema
 from backend.api.users import if_match_version
 from backend.domain.tasks import TASK_TYPES
 from backend.services import import_jobs, leads, task_rules, tasks
-from backend.services.errors import ServiceError
 from backend.services.versioning import require_version
 from backend.web import db_session
 
@@ -169,23 +169,18 @@ class BulkAssign(MethodView):
         """(Re)assign many tasks, each with the version you saw: each succeeds or fails on its
         own (404, 409, 412) and the answer says which."""
         session = db_session()
-        results = []
-        for ref in body["tasks"]:
-            savepoint = session.begin_nested()
-            try:
-                row = tasks.assign_to(
-                    session,
-                    ref["id"],
-                    current_scope(),
-                    expected_version=ref["version"],
-                    worker_id=body.get("assignee_id"),
-                    cell_code=body.get("cell_code"),
-                )
-                savepoint.commit()
-                results.append({"id": ref["id"], "status": 200, "task": row})
-            except ServiceError as exc:
-                savepoint.rollback()
-                results.append({"id": ref["id"], "status": exc.status, "detail": exc.detail})
+        results = each_on_its_own(
+            session,
+            body["tasks"],
+            lambda ref: tasks.assign_to(
+                session,
+                ref["id"],
+                current_scope(),
+                expected_version=ref["version"],
+                worker_id=body.get("assignee_id"),
+                cell_code=body.get("cell_code"),
+            ),
+        )
         session.commit()
         return {"results": results}
 
