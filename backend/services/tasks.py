@@ -453,7 +453,8 @@ def near_me(
         # per-item marshmallow dump and JSON encoding cost more than the query).
         body = session.scalar(
             bound(
-                f"SELECT COALESCE(json_agg(p ORDER BY p.ord), '[]'::json)::text FROM ("
+                f"SELECT COALESCE(json_agg(to_jsonb(p) - 'ord' ORDER BY p.ord), '[]'::json)::text "
+                f"FROM ("
                 f"SELECT q.*, row_number() OVER () AS ord FROM ({page}) q) p",
                 params,
             )

@@ -7,6 +7,7 @@ reviews."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import uuid
 
@@ -16,6 +17,7 @@ from sqlalchemy import text
 
 from backend.domain.uscc import make_code
 from geo import crs as geocrs
+from mobile_api.tasks import NearTaskSchema
 from tests.conftest import make_token
 from tests.grid_fixtures import load_small_grid
 
@@ -87,6 +89,11 @@ def test_a_workers_day(client, day, session):
     assert all(90 < t["distance_m"] < 115 for t in listed), listed
     assert listed[0]["entity"]["name"] == "东莞市东城阿明士多店"
     assert listed[0]["overdue"] is False and listed[0]["status"] == "assigned"
+    assert set(listed[0]) == {
+        *NearTaskSchema().fields,
+    }, set(listed[0]) ^ set(NearTaskSchema().fields)
+    assert len(resp.headers.getlist("X-Pagination")) == 1
+    assert json.loads(resp.headers["X-Pagination"])["total"] == 2
     etag = resp.headers["ETag"]
     again = near(client, w, glon, glat, **{"If-None-Match": etag})
     assert again.status_code == 304 and again.data == b""
