@@ -154,7 +154,7 @@ def _here(args: dict[str, Any]) -> tuple[float | None, float | None]:
         raise InvalidInput("Give both lon and lat, or neither.")
     if "lon" not in args:
         return None, None
-    return submissions._point(args["lon"], args["lat"], args["crs"])
+    return submissions.to_cgcs2000_point(args["lon"], args["lat"], args["crs"])
 
 
 @blp.route("/tasks")

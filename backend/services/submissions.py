@@ -39,7 +39,7 @@ def check_in(
     """Check in on site: the distance to the entity (or lead) is recorded; beyond the geofence
     (plus the reported accuracy, credited up to 200 m) it is refused with the distance, unless
     the worker gives a reason, which flags the check-in for review."""
-    x, y = _point(lon, lat, crs)
+    x, y = to_cgcs2000_point(lon, lat, crs)
     distance = session.scalar(
         text(
             "SELECT ST_Distance(COALESCE(e.geom, l.geom)::geography, "
@@ -89,7 +89,8 @@ def check_in(
     ) | {"distance_m": None if distance is None else round(distance), "flagged": bool(flag)}
 
 
-def _point(lon: float, lat: float, crs: str) -> tuple[float, float]:
+def to_cgcs2000_point(lon: float, lat: float, crs: str) -> tuple[float, float]:
+    """A phone's point in CGCS2000 (4490); a bad CRS or out-of-range point is 422."""
     try:
         return geocrs.to_cgcs2000(geocrs.normalize_crs(crs), lon, lat)
     except ValueError as exc:
@@ -148,7 +149,7 @@ def submit(
         if unknown:
             raise InvalidInput(f"Unknown attachments: {unknown} (upload them first).")
     point = body.get("point")
-    xy = _point(point["lon"], point["lat"], point.get("crs", "wgs84")) if point else None
+    xy = to_cgcs2000_point(point["lon"], point["lat"], point.get("crs", "wgs84")) if point else None
     if xy is None and task["type"] in ON_SITE:
         raise InvalidInput("An on-site submission needs the point where it was made.")
     inserted = session.scalar(
