@@ -17,6 +17,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend import __version__
+from backend.api.compression import compress_response
 from backend.api.problem_api import ProblemApi
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
@@ -117,6 +118,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url)
     app.extensions["gridpatrol.engine"] = engine
     app.extensions["gridpatrol.sessionmaker"] = make_sessionmaker(engine)
+    # for views marked read_only (backend/web.py): the same pool, no transaction around them
+    app.extensions["gridpatrol.read_sessionmaker"] = make_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT")
+    )
     app.teardown_appcontext(close_db_session)
 
     app.add_url_rule(SWAGGER_ASSETS + "/<path:filename>", "swagger_assets", _swagger_asset)
@@ -189,6 +194,7 @@ def _register_request_hooks(app: Flask) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        response = compress_response(request, response)
         response.headers["X-Request-ID"] = g.get("request_id", "")
         principal = g.get("principal")
         access_log.info(

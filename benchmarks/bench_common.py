@@ -48,11 +48,24 @@ class BenchContext:
 
 
 @contextlib.contextmanager
-def scratch_database(base_url: str) -> Iterator[str]:
-    """Create `<dbname>_bench_<random>` from the template, migrate it, drop it on the way out."""
+def scratch_database(
+    base_url: str, *, keep: bool = False, reuse: str | None = None
+) -> Iterator[str]:
+    """Create `<dbname>_bench_<random>` from the template, migrate it, drop it on the way out.
+
+    `keep`: leave it in place (its name is printed) for `reuse`, which migrates and yields an
+    existing database instead, and never drops it (for iterating on one prepared data set)."""
     base = make_url(base_url)
-    name = f"{base.database}_bench_{secrets.token_hex(4)}"
     admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    if reuse:
+        try:
+            url = base.set(database=reuse).render_as_string(hide_password=False)
+            upgrade(url)
+            yield url
+        finally:
+            admin.dispose()
+        return
+    name = f"{base.database}_bench_{secrets.token_hex(4)}"
     try:
         with admin.connect() as conn:
             has_template = conn.scalar(
@@ -66,7 +79,10 @@ def scratch_database(base_url: str) -> Iterator[str]:
             upgrade(url)
             yield url
         finally:
-            _drop(admin, name)
+            if keep:
+                print(f"scratch database kept: {name}")
+            else:
+                _drop(admin, name)
     finally:
         admin.dispose()
 

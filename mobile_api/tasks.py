@@ -18,7 +18,7 @@ from backend.api.task_schemas import TaskDetailSchema, TaskSchema
 from backend.services import attachments, leads, submissions, tasks
 from backend.services.errors import InvalidInput
 from backend.services.storage import storage_from_env
-from backend.web import db_session
+from backend.web import db_session, read_only
 
 blp = Blueprint(
     "mobile_tasks",
@@ -159,6 +159,7 @@ def _here(args: dict[str, Any]) -> tuple[float | None, float | None]:
 
 @blp.route("/tasks")
 class Tasks(MethodView):
+    @read_only
     @requires(WORKER)
     @blp.arguments(NearQuery, location="query")
     @blp.response(200, NearTaskSchema(many=True))
@@ -175,7 +176,6 @@ class Tasks(MethodView):
             lat,
             offset=pagination_parameters.first_item,
             limit=pagination_parameters.page_size,
-            as_json=True,
         )
         pagination_parameters.item_count = total
         etag = hashlib.sha256(f"{total}:{body}".encode()).hexdigest()[:32]

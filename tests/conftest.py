@@ -144,8 +144,11 @@ def connection(app: Any, engine: Engine) -> Iterator[Connection]:
     conn = engine.connect()
     outer = conn.begin()
     original = app.extensions["gridpatrol.sessionmaker"]
-    app.extensions["gridpatrol.sessionmaker"] = sessionmaker(
-        bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+    original_read = app.extensions["gridpatrol.read_sessionmaker"]
+    # read-only views (autocommit in the app) share the test's transaction too, or they would
+    # not see its data; tests/api/test_read_only.py checks the autocommit itself
+    app.extensions["gridpatrol.sessionmaker"] = app.extensions["gridpatrol.read_sessionmaker"] = (
+        sessionmaker(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
     )
     try:
         yield conn
@@ -154,6 +157,7 @@ def connection(app: Any, engine: Engine) -> Iterator[Connection]:
         conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
     finally:
         app.extensions["gridpatrol.sessionmaker"] = original
+        app.extensions["gridpatrol.read_sessionmaker"] = original_read
         outer.rollback()
         conn.close()
 

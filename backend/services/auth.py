@@ -250,14 +250,15 @@ def decode_access_token(token: str, secret: str) -> tuple[int, str]:
     return int(claims["sub"]), sid
 
 
+_PRINCIPAL = text("SELECT * FROM gp_principal(:uid, CAST(:sid AS uuid))")
+
+
 def load_principal(session: Session, user_id: int, session_id: str) -> Principal:
+    if not 0 < user_id < 2**31:  # app_user.id is an integer (tokens are signed: belt and braces)
+        raise Unauthorized("The session has ended (logged out, revoked or account disabled).")
+    # every authenticated request runs this: a function keeps its plan (migration 0012)
     row = session.execute(
-        text(
-            "SELECT u.id, u.username, u.role, u.town_code, u.community_code, "
-            "u.department_code FROM auth_session s JOIN app_user u ON u.id = s.user_id "
-            "WHERE s.id = :sid AND s.user_id = :uid AND s.revoked_at IS NULL "
-            "AND s.expires_at > now() AND u.is_active"
-        ),
+        _PRINCIPAL,
         {"sid": session_id, "uid": user_id},
     ).first()
     if row is None:

@@ -415,6 +415,9 @@ def list_tasks(
     return [dict(r) for r in rows], int(total or 0)
 
 
+_NEAR_ME = text("SELECT total, page FROM gp_near_me(:w, :lon, :lat, :offset, :limit)")
+
+
 def near_me(
     session: Session,
     worker_id: int,
@@ -423,45 +426,17 @@ def near_me(
     *,
     offset: int = 0,
     limit: int = 50,
-    as_json: bool = False,
-) -> tuple[Any, int]:
-    """The worker's tasks in hand, nearest first (metres on the ellipsoid; tasks without a
-    point last), then by due date: rows, or (`as_json`) the page as JSON text."""
-    here = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4490)::geography"
-    distance = f"ST_Distance(COALESCE(e.geom, l.geom)::geography, {here})"
-    if lon is None:
-        distance = "NULL::float8"
-    params = {"w": worker_id, "lon": lon, "lat": lat, "offset": offset, "limit": limit}
-    total = session.scalar(
-        text(
-            "SELECT count(*) FROM patrol_task t WHERE t.assignee_id = :w "
-            "AND t.status IN ('assigned', 'accepted', 'in_progress', 'returned')"
-        ),
-        params,
-    )
-    page = (
-        f"SELECT {TASK_COLUMNS}, {ENTITY_SUMMARY}, round({distance}) AS distance_m, "
-        f"ST_X(COALESCE(e.geom, l.geom)) AS lon, ST_Y(COALESCE(e.geom, l.geom)) AS lat "
-        f"FROM patrol_task t LEFT JOIN market_entity e ON e.id = t.entity_id "
-        f"LEFT JOIN lead l ON l.id = t.lead_id "
-        f"WHERE t.assignee_id = :w "
-        f"AND t.status IN ('assigned', 'accepted', 'in_progress', 'returned') "
-        f"ORDER BY distance_m NULLS LAST, t.due_on, t.id OFFSET :offset LIMIT :limit"
-    )
-    if as_json:
-        # The phone's busiest call: PostgreSQL writes the JSON page itself (measured: the
-        # per-item marshmallow dump and JSON encoding cost more than the query).
-        body = session.scalar(
-            bound(
-                f"SELECT COALESCE(json_agg(to_jsonb(p) - 'ord' ORDER BY p.ord), '[]'::json)::text "
-                f"FROM ("
-                f"SELECT q.*, row_number() OVER () AS ord FROM ({page}) q) p",
-                params,
-            )
-        )
-        return body, int(total or 0)
-    rows = session.execute(bound(page, params)).mappings()
-    return [dict(r) for r in rows], int(total or 0)
+) -> tuple[str, int]:
+    """The worker's tasks in hand, nearest first from a CGCS2000 point (metres on the
+    ellipsoid; tasks without a point last), then by due date: one page as JSON text (written by
+    PostgreSQL: measured cheaper than dumping rows in Python) and how many there are in all.
+
+    One call of `gp_near_me` (migration 0012), whose plans live as long as the connection."""
+    total, page = session.execute(
+        _NEAR_ME,
+        {"w": worker_id, "lon": lon, "lat": lat, "offset": offset, "limit": limit},
+    ).one()
+    return page, int(total)
 
 
 def get_task(session: Session, task_id: int, scope: Scope) -> dict[str, Any]:

@@ -6,6 +6,7 @@ reviews."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import re
@@ -298,3 +299,32 @@ def test_submissions_refuse_bad_input(client, day):
         headers={**w, "Content-Type": "application/json"},
     )
     assert garbage.status_code == 400
+
+
+def test_near_me_gzipped_when_accepted(client, day):
+    """The page (≥ 1 KiB here: two tasks) is gzipped for a client that accepts it, decodes to
+    the same JSON, keeps its ETag (a 304 works either way); small answers are left alone."""
+    w = day["worker"]
+    glon, glat = geocrs.from_cgcs2000("gcj02", SHOP[0] + 0.001, SHOP[1])
+    plain = near(client, w, glon, glat)
+    zipped = near(client, w, glon, glat, **{"Accept-Encoding": "gzip, deflate, br"})
+    assert plain.status_code == zipped.status_code == 200
+    assert "Content-Encoding" not in plain.headers and len(plain.data) >= 1024
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["Vary"]
+    assert len(zipped.data) < len(plain.data) / 2
+    assert json.loads(gzip.decompress(zipped.data)) == plain.get_json()
+    assert zipped.headers["ETag"] == plain.headers["ETag"]
+    assert zipped.headers["X-Pagination"] == plain.headers["X-Pagination"]
+    again = near(
+        client,
+        w,
+        glon,
+        glat,
+        **{"Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]},
+    )
+    assert again.status_code == 304 and again.data == b""
+    refused = near(client, w, glon, glat, **{"Accept-Encoding": "gzip;q=0, identity"})
+    assert "Content-Encoding" not in refused.headers
+    small = client.get("/api/v1/auth/me", headers={**w, "Accept-Encoding": "gzip"})
+    assert small.status_code == 200 and "Content-Encoding" not in small.headers
