@@ -118,10 +118,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url)
     app.extensions["gridpatrol.engine"] = engine
     app.extensions["gridpatrol.sessionmaker"] = make_sessionmaker(engine)
-    # for views marked read_only (backend/web.py): the same pool, no transaction around them
-    app.extensions["gridpatrol.read_sessionmaker"] = make_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT")
-    )
+    # Views marked read_only (backend/web.py) run without a transaction around them, on their
+    # own pool of autocommit connections: switching a pooled connection to autocommit and back
+    # costs two round trips per request, which is what they are meant to save.
+    read_engine = make_engine(settings.database_url, isolation_level="AUTOCOMMIT")
+    app.extensions["gridpatrol.read_engine"] = read_engine
+    app.extensions["gridpatrol.read_sessionmaker"] = make_sessionmaker(read_engine)
     app.teardown_appcontext(close_db_session)
 
     app.add_url_rule(SWAGGER_ASSETS + "/<path:filename>", "swagger_assets", _swagger_asset)

@@ -86,6 +86,7 @@ def run(ctx: BenchContext) -> Figures:
         cell_urls = [f"/api/v1/grid/cells?page_size={PAGE_SIZE}&page={p}" for p in page_of]
         cells_s = [_timed_get(client, u, headers) for u in cell_urls][WARMUP:]
         app.extensions["gridpatrol.engine"].dispose()
+        app.extensions["gridpatrol.read_engine"].dispose()
     # Pages are requested in turn, 1 … last; the first and last page show what OFFSET costs.
     by_page = list(zip(page_of[WARMUP:], cells_s, strict=True))
     first = [s for p, s in by_page if p == 1]

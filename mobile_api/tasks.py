@@ -14,7 +14,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from backend.api.blueprint import Blueprint
 from backend.api.fields import Crs, SafeString
 from backend.api.security import current_principal, current_scope, requires
-from backend.api.task_schemas import TaskDetailSchema, TaskSchema
+from backend.api.task_schemas import TaskDetailSchema
 from backend.services import attachments, leads, submissions, tasks
 from backend.services.errors import InvalidInput
 from backend.services.storage import storage_from_env
@@ -39,8 +39,37 @@ class NearQuery(Schema):
     crs = Crs(load_default="gcj02")
 
 
-class NearTaskSchema(TaskSchema):
-    distance_m = fields.Float(allow_none=True, metadata={"description": "on the ellipsoid"})
+class NearEntitySchema(Schema):
+    id = fields.Integer()
+    uscc = fields.String()
+    name = fields.String()
+    registered_address = fields.String()
+    business_address = fields.String(allow_none=True)
+
+
+class NearTaskSchema(Schema):
+    """A task in the near-me list: what the phone shows in a list row and needs to act on it
+    (`version` for If-Match). The whole task, its entity and its history: `GET /tasks/{id}`.
+    Kept short on purpose: 50 full tasks were ~38 KB per refresh."""
+
+    id = fields.Integer()
+    type = fields.String()
+    status = fields.String()
+    entity_id = fields.Integer(allow_none=True)
+    lead_id = fields.Integer(allow_none=True)
+    entity = fields.Nested(NearEntitySchema, allow_none=True)
+    due_on = fields.Date()
+    due_approximate = fields.Boolean(
+        metadata={"description": "counted Monday-Friday: no holiday calendar for that year"}
+    )
+    overdue = fields.Boolean()
+    status_reason = fields.String(allow_none=True, metadata={"description": "e.g. why returned"})
+    distance_m = fields.Float(
+        allow_none=True, metadata={"description": "from lon/lat, on the ellipsoid"}
+    )
+    lon = fields.Float(allow_none=True, metadata={"description": "CGCS2000 (= WGS84)"})
+    lat = fields.Float(allow_none=True, metadata={"description": "CGCS2000 (= WGS84)"})
+    version = fields.Integer()
 
 
 class DeclineBody(Schema):

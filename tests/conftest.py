@@ -131,6 +131,7 @@ def app(database_url: str) -> Iterator[Any]:
     flask_app = create_app(settings)
     yield flask_app
     flask_app.extensions["gridpatrol.engine"].dispose()  # so the database can be dropped
+    flask_app.extensions["gridpatrol.read_engine"].dispose()
 
 
 @pytest.fixture(scope="session")

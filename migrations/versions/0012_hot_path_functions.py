@@ -5,8 +5,8 @@ psycopg2 does not prepare statements, so every call parsed and planned its SQL a
 planning for the principal, 0.3–0.45 ms for the near-me page, on top of their execution (0.04
 and ~1 ms). A PL/pgSQL function keeps its plans for the life of the connection; the near-me
 function also answers the total in the same call (one round trip instead of two) and builds the
-JSON only for the page's rows (measured with pgbench on 1.5 M entities, ~100 tasks per worker:
-2.5 ms → 1.1 ms per call; benchmarks/README.md, "phone").
+JSON only for the page's rows, a summary of each task (measured with pgbench on 1.5 M entities,
+~100 tasks per worker: 2.5 ms → ~1 ms per call; benchmarks/README.md, "phone").
 
 Revision ID: 0012
 Revises: 0011
@@ -75,26 +75,23 @@ def upgrade() -> None:
                        JOIN patrol_task t ON t.id = c.id
                        LEFT JOIN market_entity e ON e.id = c.entity_id
                        CROSS JOIN LATERAL (
-                           SELECT t.id, t.type, t.status, t.origin, t.campaign, t.entity_id,
-                                  t.lead_id, t.finding_id, t.cell_code, t.community_code,
-                                  t.town_code, t.assignee_id, t.due_on, t.due_approximate,
-                                  t.due_on < CURRENT_DATE AS overdue, t.status_reason,
-                                  t.checkin_at, t.checkin_distance_m, t.checkin_flag, t.version,
-                                  t.created_at, t.updated_at,
+                           SELECT t.id, t.type, t.status, t.entity_id, t.lead_id,
                                   CASE WHEN e.id IS NOT NULL THEN (
                                       SELECT row_to_json(s) FROM (
-                                          SELECT e.id, e.uscc, e.name, e.status,
-                                                 e.registered_address, e.business_address,
-                                                 e.industry_code) s)
+                                          SELECT e.id, e.uscc, e.name, e.registered_address,
+                                                 e.business_address) s)
                                   END AS entity,
-                                  c.distance_m, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat
+                                  t.due_on, t.due_approximate,
+                                  t.due_on < CURRENT_DATE AS overdue, t.status_reason,
+                                  c.distance_m, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat,
+                                  t.version
                        ) r
                    ), '[]')::text;
         END $$;
         COMMENT ON FUNCTION gp_near_me(integer, float8, float8, integer, integer) IS
             'A worker''s tasks in hand nearest first (metres on the ellipsoid from a CGCS2000 '
             'point; tasks without a point last, then by due date and id): their number and one '
-            'page as a JSON array.';
+            'page of task summaries (mobile_api.tasks.NearTaskSchema) as a JSON array.';
         """
     )
 

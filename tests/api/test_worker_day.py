@@ -301,14 +301,32 @@ def test_submissions_refuse_bad_input(client, day):
     assert garbage.status_code == 400
 
 
-def test_near_me_gzipped_when_accepted(client, day):
-    """The page (≥ 1 KiB here: two tasks) is gzipped for a client that accepts it, decodes to
+def test_near_me_gzipped_when_accepted(client, day, admin_headers):
+    """The page (≥ 1 KiB here: six tasks) is gzipped for a client that accepts it, decodes to
     the same JSON, keeps its ETag (a 304 works either way); small answers are left alone."""
     w = day["worker"]
+    more = [
+        {
+            "uscc": make_code("9", "2", "441900", f"MA000010{k}"),
+            "name": f"东莞市东城阿明士多{k}号店",
+            "registered_address": f"东莞市东城街道东城中路{k + 2}号",
+            "established_on": "2026-11-20",
+            "lon": SHOP[0] + 0.0002 * k,
+            "lat": SHOP[1],
+        }
+        for k in (1, 2)
+    ]
+    feed = client.post(
+        "/api/v1/entities/changes",
+        json={"changes": more, "crs": "cgcs2000"},
+        headers=admin_headers,
+    )
+    assert feed.status_code == 200, feed.get_json()
     glon, glat = geocrs.from_cgcs2000("gcj02", SHOP[0] + 0.001, SHOP[1])
     plain = near(client, w, glon, glat)
     zipped = near(client, w, glon, glat, **{"Accept-Encoding": "gzip, deflate, br"})
     assert plain.status_code == zipped.status_code == 200
+    assert len(plain.get_json()) == 6
     assert "Content-Encoding" not in plain.headers and len(plain.data) >= 1024
     assert zipped.headers["Content-Encoding"] == "gzip"
     assert "Accept-Encoding" in zipped.headers["Vary"]
