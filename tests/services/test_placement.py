@@ -117,7 +117,7 @@ def test_redrawing_a_boundary_moves_exactly_the_affected_entities(client, admin_
     assert after[6] == before[6]
 
 
-def test_a_bulk_load_sets_the_cell_index_aside_and_rebuilds_it(
+def test_a_bulk_load_sets_the_indexes_aside_and_rebuilds_them(
     client, admin_headers, session, monkeypatch
 ):
     load_small_grid(client, admin_headers)
@@ -130,3 +130,45 @@ def test_a_bulk_load_sets_the_cell_index_aside_and_rebuilds_it(
         text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_entity_placement_cell'")
     )
     assert index is not None and "(cell_code)" in index
+    primary_key = session.scalar(
+        text(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conname = 'pk_entity_placement' AND contype = 'p'"
+        )
+    )
+    assert primary_key == "PRIMARY KEY (entity_id)"
+    # a second bulk job over placed entities keeps the indexes (nothing new to insert)
+    assert placement.place_all(session)["written"] == 0
+
+
+def test_a_bulk_load_that_meets_a_concurrent_placement_falls_back_to_the_upsert(
+    client, admin_headers, session, monkeypatch
+):
+    """Rows another transaction placed after the join read the table make the bare INSERT's
+    rebuilt primary key fail: the job rolls back to before the INSERT and upserts instead."""
+    load_small_grid(client, admin_headers)
+    monkeypatch.setattr(placement, "REBUILD_INDEX_ABOVE", 1)
+    ids = add_entities(session, [(113.705, 23.005), (113.775, 23.045), (113.81, 23.01)])
+    real = placement._write_diff
+
+    def placed_meanwhile(s, differences):
+        # as if committed by another transaction between the join and the INSERT
+        s.execute(
+            text(
+                "INSERT INTO entity_placement (entity_id, cell_code, town_code) "
+                "VALUES (:id, '441900004001003', '441900004')"
+            ),
+            {"id": ids[0]},
+        )
+        return real(s, differences)
+
+    monkeypatch.setattr(placement, "_write_diff", placed_meanwhile)
+    totals = placement.place_all(session)
+    assert totals["placed"] == 3
+    assert cells_of(session, ids) == ["441900003001001", "441900004001003", "441900004002002"]
+    assert (
+        session.scalar(
+            text("SELECT count(*) FROM pg_constraint WHERE conname = 'pk_entity_placement'")
+        )
+        == 1
+    )
