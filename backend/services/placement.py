@@ -59,6 +59,12 @@ FULL JOIN entity_placement old ON old.entity_id = n.id
 WHERE n.id IS NULL OR old.entity_id IS NULL OR old.cell_code IS DISTINCT FROM n.code
 """
 
+# The first placement (the table is empty): the join alone, every row new.
+_FIRST = f"""
+CREATE TEMP TABLE placement_diff AS
+SELECT j.id, j.code, j.town_code, false AS placed FROM ({JOIN_SQL}) j
+"""
+
 # Rows in entity id order, so the primary key grows at its right edge.
 _INSERT_NEW = """
 INSERT INTO entity_placement (entity_id, cell_code, town_code, placed_at)
@@ -141,10 +147,17 @@ def place_all(session: Session) -> dict[str, int]:
     with bulk_settings(session):  # the counts' scan too: parallel, no JIT compilation
         entities, located = _entity_counts(session)
         session.execute(text("DROP TABLE IF EXISTS pg_temp.placement_diff"))
-        differences = session.execute(text(_DIFF)).rowcount
-        written = _write_diff(session, differences)
+        counts: tuple[int, int] | None = None
+        if session.scalar(text("SELECT EXISTS (SELECT 1 FROM entity_placement)")):
+            differences = session.execute(text(_DIFF)).rowcount
+            written = _write_diff(session, differences)
+        else:  # the first placement: nothing to compare with, every row is new and in a cell
+            new = session.execute(text(_FIRST)).rowcount
+            written, alone = _insert_new(session, new, placed=0)
+            if alone:
+                counts = (written, written)
         session.execute(text("DROP TABLE placement_diff"))
-        rows, placed = _placement_counts(session)
+        rows, placed = counts or _placement_counts(session)
         if rows < located:  # points outside every cell, not placed yet
             changed = _CHANGED_FEW.format(where_e=_UNPLACED.format(e="e"))
             written += session.execute(text(_UPSERT.format(changed=changed))).rowcount
@@ -167,16 +180,26 @@ REBUILD_INDEX_ABOVE = 200_000
 
 
 def _write_diff(session: Session, differences: int) -> int:
-    """Write placement_diff's rows; returns those inserted or updated. A plain INSERT costs
-    much less than an upsert, which is the fallback when another transaction placed some of the
-    same entities meanwhile (the INSERT, or building the primary key after it, then fails)."""
+    """Write placement_diff's rows; returns those inserted or updated."""
     new, placed = session.execute(
         text(
             "SELECT count(*) FILTER (WHERE NOT placed), "
             "(SELECT count(*) FROM entity_placement) FROM placement_diff"
         )
     ).one()
-    written = 0
+    written, _ = _insert_new(session, new, placed)
+    if differences > written:  # moves, and points now without a cell
+        written += session.execute(text(_UPDATE_MOVED)).rowcount
+        written += session.execute(text(_UPDATE_OUTSIDE)).rowcount
+        session.execute(text(_DELETE_UNLOCATED))
+    return written
+
+
+def _insert_new(session: Session, new: int, placed: int) -> tuple[int, bool]:
+    """Insert placement_diff's new rows: (rows written, whether nobody else placed any of the
+    same entities meanwhile). A plain INSERT costs much less than an upsert, which is the
+    fallback when another transaction did (the INSERT, or building the primary key after it,
+    then fails)."""
     try:
         with session.begin_nested():
             if new > REBUILD_INDEX_ABOVE and new > placed:
@@ -186,13 +209,9 @@ def _write_diff(session: Session, differences: int) -> int:
                 session.execute(text("SELECT gp_placement_indexes(true)"))
             else:
                 written = int(session.execute(text(_INSERT_NEW)).rowcount)
+        return written, True
     except IntegrityError:
-        written = int(session.execute(text(_UPSERT_NEW)).rowcount)
-    if differences > written:  # moves, and points now without a cell
-        written += session.execute(text(_UPDATE_MOVED)).rowcount
-        written += session.execute(text(_UPDATE_OUTSIDE)).rowcount
-        session.execute(text(_DELETE_UNLOCATED))
-    return written
+        return int(session.execute(text(_UPSERT_NEW)).rowcount), False
 
 
 def place_entities(session: Session, entity_ids: list[int]) -> list[dict[str, Any]]:

@@ -149,9 +149,10 @@ def test_a_bulk_load_that_meets_a_concurrent_placement_falls_back_to_the_upsert(
     load_small_grid(client, admin_headers)
     monkeypatch.setattr(placement, "REBUILD_INDEX_ABOVE", 1)
     ids = add_entities(session, [(113.705, 23.005), (113.775, 23.045), (113.81, 23.01)])
-    real = placement._write_diff
+    real = placement._insert_new
+    fell_back = []
 
-    def placed_meanwhile(s, differences):
+    def placed_meanwhile(s, new, placed):
         # as if committed by another transaction between the join and the INSERT
         s.execute(
             text(
@@ -160,10 +161,13 @@ def test_a_bulk_load_that_meets_a_concurrent_placement_falls_back_to_the_upsert(
             ),
             {"id": ids[0]},
         )
-        return real(s, differences)
+        written, alone = real(s, new, placed)
+        fell_back.append(not alone)
+        return written, alone
 
-    monkeypatch.setattr(placement, "_write_diff", placed_meanwhile)
+    monkeypatch.setattr(placement, "_insert_new", placed_meanwhile)
     totals = placement.place_all(session)
+    assert fell_back == [True]
     assert totals["placed"] == 3
     assert cells_of(session, ids) == ["441900003001001", "441900004001003", "441900004002002"]
     assert (
