@@ -250,17 +250,19 @@ def decode_access_token(token: str, secret: str) -> tuple[int, str]:
     return int(claims["sub"]), sid
 
 
-_PRINCIPAL = text("SELECT * FROM gp_principal(:uid, CAST(:sid AS uuid))")
+# driver SQL (no compilation step): every authenticated request runs it
+_PRINCIPAL = "SELECT * FROM gp_principal(%(uid)s, CAST(%(sid)s AS uuid))"
 
 
 def load_principal(session: Session, user_id: int, session_id: str) -> Principal:
     if not 0 < user_id < 2**31:  # app_user.id is an integer (tokens are signed: belt and braces)
         raise Unauthorized("The session has ended (logged out, revoked or account disabled).")
     # every authenticated request runs this: a function keeps its plan (migration 0012)
-    row = session.execute(
-        _PRINCIPAL,
-        {"sid": session_id, "uid": user_id},
-    ).first()
+    row = (
+        session.connection()
+        .exec_driver_sql(_PRINCIPAL, {"sid": session_id, "uid": user_id})
+        .first()
+    )
     if row is None:
         raise Unauthorized("The session has ended (logged out, revoked or account disabled).")
     return Principal(

@@ -415,7 +415,8 @@ def list_tasks(
     return [dict(r) for r in rows], int(total or 0)
 
 
-_NEAR_ME = text("SELECT total, page FROM gp_near_me(:w, :lon, :lat, :offset, :limit)")
+# driver SQL (no compilation step): the phone's busiest statement
+_NEAR_ME = "SELECT total, page FROM gp_near_me(%(w)s, %(lon)s, %(lat)s, %(offset)s, %(limit)s)"
 
 
 def near_me(
@@ -432,10 +433,8 @@ def near_me(
     PostgreSQL: measured cheaper than dumping rows in Python) and how many there are in all.
 
     One call of `gp_near_me` (migration 0012), whose plans live as long as the connection."""
-    total, page = session.execute(
-        _NEAR_ME,
-        {"w": worker_id, "lon": lon, "lat": lat, "offset": offset, "limit": limit},
-    ).one()
+    params = {"w": worker_id, "lon": lon, "lat": lat, "offset": offset, "limit": limit}
+    total, page = session.connection().exec_driver_sql(_NEAR_ME, params).one()
     return page, int(total)
 
 
