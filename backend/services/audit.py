@@ -106,6 +106,25 @@ def record_from_query(
     return result.rowcount
 
 
+def insert_events_sql(source: str, object_id: str, changes: str) -> str:
+    """`INSERT … SELECT` of one event per row of `source` (e.g. a data-modifying CTE), so that
+    a change and its event take one round trip; bind `event_params(session, …)` with it.
+    `object_id` and `changes` (jsonb) are SQL expressions over `source`."""
+    return (
+        f"INSERT INTO audit_event ({_COLUMNS}) SELECT :ev_actor_user_id, :ev_actor_username, "
+        f":ev_actor_role, :ev_client_addr, :ev_request_id, "
+        f"CASE WHEN CAST(:ev_lon AS float8) IS NULL THEN NULL "
+        f"ELSE ST_SetSRID(ST_MakePoint(:ev_lon, :ev_lat), 4490) END, "
+        f":ev_action, :ev_object_type, ({object_id})::text, {changes} FROM {source}"
+    )
+
+
+def event_params(session: Session, action: str, object_type: str) -> dict[str, Any]:
+    """The parameters of `insert_events_sql` (prefixed, not to meet the statement's own)."""
+    params = {**_actor_params(actor_of(session)), "action": action, "object_type": object_type}
+    return {f"ev_{key}": value for key, value in params.items()}
+
+
 _COLUMNS = (
     "actor_user_id, actor_username, actor_role, client_addr, request_id, "
     "device_location, action, object_type, object_id, changes"

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from backend.domain.tasks import NOTICE_DAYS, ON_SITE, derive_findings, load_outcome, notice_text
-from backend.services import audit, referrals, tasks
+from backend.services import audit, referrals, routing, tasks
 from backend.services.errors import Conflict, InvalidInput, NotFound, ServiceError
 from backend.services.scope import Scope
 from geo import crs as geocrs
@@ -110,22 +110,27 @@ def submit(
     first answer again (200); with another body 409. The task must be in the worker's hands
     (404 otherwise) and, for on-site types, checked in (409)."""
     digest = body_hash(raw)
-    replay = _replay(session, body["id"], scope, digest)
-    if replay is not None:
-        return 200, replay
-    task = (
+    # the replay check and the task (locked) in one round trip
+    row = (
         session.execute(
             text(
-                "SELECT t.id, t.type, t.status, t.entity_id, t.lead_id, t.finding_id, "
-                "t.checkin_at, t.cell_code, t.community_code, t.town_code, e.name AS entity_name "
-                "FROM patrol_task t LEFT JOIN market_entity e ON e.id = t.entity_id "
-                "WHERE t.id = :id AND t.assignee_id = :w FOR UPDATE OF t"
+                "SELECT s.worker_id AS replay_worker, s.body_sha256 AS replay_sha, "
+                "s.response AS replay_response, t.* FROM (SELECT 1) one "
+                "LEFT JOIN submission s ON s.id = :sid "
+                "LEFT JOIN LATERAL (SELECT t.id, t.type, t.status, t.entity_id, t.lead_id, "
+                "t.finding_id, t.checkin_at, t.cell_code, t.community_code, t.town_code, "
+                "e.name AS entity_name FROM patrol_task t "
+                "LEFT JOIN market_entity e ON e.id = t.entity_id "
+                "WHERE t.id = :id AND t.assignee_id = :w FOR UPDATE OF t) t ON true"
             ),
-            {"id": body["task_id"], "w": scope.user_id},
+            {"sid": body["id"], "id": body["task_id"], "w": scope.user_id},
         )
         .mappings()
-        .first()
+        .one()
     )
+    if row["replay_worker"] is not None:
+        return 200, _replayed(body["id"], scope, digest, row)
+    task = row if row["id"] is not None else None
     if task is None:
         raise NotFound(f"No task {body['task_id']} in your hands.")
     try:
@@ -200,18 +205,28 @@ def submit(
 
 
 def _replay(session: Session, sid: Any, scope: Scope, digest: str) -> dict[str, Any] | None:
-    row = session.execute(
-        text("SELECT worker_id, body_sha256, response FROM submission WHERE id = :id"),
-        {"id": sid},
-    ).first()
-    if row is None:
-        return None
-    if row.worker_id != scope.user_id or row.body_sha256 != digest:
+    row = (
+        session.execute(
+            text(
+                "SELECT worker_id AS replay_worker, body_sha256 AS replay_sha, "
+                "response AS replay_response FROM submission WHERE id = :id"
+            ),
+            {"id": sid},
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else _replayed(sid, scope, digest, row)
+
+
+def _replayed(sid: Any, scope: Scope, digest: str, row: Any) -> dict[str, Any]:
+    """The first answer to submission `sid`, for the same worker and the same body."""
+    if row["replay_worker"] != scope.user_id or row["replay_sha"] != digest:
         raise Conflict(
             f"Submission {sid} was already received with a different body; a new submission "
             f"needs a new id."
         )
-    return dict(row.response)
+    return dict(row["replay_response"])
 
 
 def _record_findings(
@@ -250,13 +265,17 @@ def _record_findings(
             {"s": "resolved" if rectified else "not_rectified", "id": task["finding_id"]},
         )
         referrals.on_reinspection(session, task["finding_id"], rectified)
-    # findings a department must act on are referred in the same transaction
-    referrals.refer_findings(session, [f["id"] for f in out])
+    # findings a department must act on are referred in the same transaction (most findings
+    # are not: no round trip for them)
+    referred = [f["id"] for f in out if f["type"] in routing.REFERRED]
+    if not referred:
+        return out
+    referrals.refer_findings(session, referred)
     by_finding = {
         row.finding_id: row.id
         for row in session.execute(
             text("SELECT id, finding_id FROM referral WHERE finding_id = ANY(:f)"),
-            {"f": [f["id"] for f in out]},
+            {"f": referred},
         )
     }
     for item in out:

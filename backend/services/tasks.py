@@ -10,6 +10,7 @@ transaction; the database refuses a task change without one.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Any
 
@@ -229,28 +230,37 @@ def transition(
         "reason": reason,
         "v": expected_version,
     }
+    extra = {
+        **({"reason": {"from": None, "to": reason}} if reason else {}),
+        **(extra_changes or {}),
+    }
+    params.update(audit.event_params(session, action, "task"))
+    params["ev_extra"] = json.dumps(extra, ensure_ascii=False, default=str)
+    # the change and its audit event in one statement (one round trip per task action)
+    changes = (
+        "jsonb_build_object('status', jsonb_build_object('from', m.old_status, 'to', m.status)) "
+        "|| CASE WHEN m.old_assignee IS DISTINCT FROM m.assignee_id THEN jsonb_build_object("
+        "'assignee_id', jsonb_build_object('from', m.old_assignee, 'to', m.assignee_id)) "
+        "ELSE CAST('{}' AS jsonb) END || CAST(:ev_extra AS jsonb)"
+    )
     sql = (
         f"WITH before AS (SELECT id, status, assignee_id FROM patrol_task WHERE id = :id "
-        f"FOR UPDATE) "
-        f"UPDATE patrol_task t SET status = :target, version = t.version + 1, "
+        f"FOR UPDATE), "
+        f"moved AS (UPDATE patrol_task t SET status = :target, version = t.version + 1, "
         f"updated_at = now(), status_reason = COALESCE(:reason, t.status_reason)"
         f"{assignee}{extra_sql} FROM before b "
         f"WHERE t.id = b.id AND t.status = ANY(:sources) AND {task_scope(scope)} "
         f"AND (CAST(:v AS int) IS NULL OR t.version = CAST(:v AS int)) "
         f"RETURNING t.id, b.status AS old_status, t.status, t.version, "
-        f"b.assignee_id AS old_assignee, t.assignee_id"
+        f"b.assignee_id AS old_assignee, t.assignee_id), "
+        f"event AS ({audit.insert_events_sql('moved m', 'm.id', changes)}) "
+        f"SELECT * FROM moved"
     )
+    session.flush()  # pending ORM changes first, as audit.record does
     row = session.execute(bound(sql, params)).mappings().first()
     if row is None:
         _explain_refusal(session, task_id, action, scope, expected_version)
     assert row is not None
-    changes = {"status": {"from": row["old_status"], "to": row["status"]}}
-    if row["old_assignee"] != row["assignee_id"]:
-        changes["assignee_id"] = {"from": row["old_assignee"], "to": row["assignee_id"]}
-    if reason:
-        changes["reason"] = {"from": None, "to": reason}
-    changes.update(extra_changes or {})
-    audit.record(session, action, "task", task_id, changes=changes)
     return dict(row)
 
 
