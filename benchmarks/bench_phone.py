@@ -306,8 +306,10 @@ class PhoneBench:
         with self.serve("backend.wsgi:app", main, "app-submit") as base:
             self.login(base)
             for round_ in range(self.args.rounds):
-                self.runs.append({**self.load("submit", base, main), "round": round_})
-                self.runs.append({**self.load("photo", base, main, photos=photos), "round": round_})
+                plain = self.load("submit", base, main, round_=round_)
+                self.runs.append({**plain, "round": round_})
+                photo = self.load("photo", base, main, photos=photos, round_=round_)
+                self.runs.append({**photo, "round": round_})
         self.report["summary"] = _summary(self.runs, main.label)
         self.report["runs"] = self.runs
         self.report["after"] = self.check_database()
