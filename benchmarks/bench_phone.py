@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import inspect
 import io
 import json
 import math
@@ -713,15 +712,12 @@ class PhoneBench:
         out: dict[str, Any] = {}
         sessions = make_sessionmaker(self.app_engine)
         calls = [(w, p) for p in range(10) for w in self.workers]
-        extra = (
-            {"as_json": True} if "as_json" in inspect.signature(tasks.near_me).parameters else {}
-        )
         service = []
         with sessions() as session:
             for w, p in calls:
                 x, y = w["points_cgcs"][p]
                 t0 = time.perf_counter()
-                tasks.near_me(session, w["id"], x, y, **extra)
+                tasks.near_me(session, w["id"], x, y)
                 service.append(time.perf_counter() - t0)
                 session.rollback()
         out.update(_percentiles("service_near_me", service))

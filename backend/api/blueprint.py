@@ -11,12 +11,9 @@ from typing import Any, ClassVar
 
 import flask_smorest
 import marshmallow as ma
-from flask_smorest.pagination import PaginationMetadataSchema
 from webargs.flaskparser import FlaskParser
 from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import CombinedMultiDict
-
-_PAGINATION_METADATA = PaginationMetadataSchema()
 
 
 class GridpatrolParser(FlaskParser):
@@ -48,26 +45,3 @@ class Blueprint(flask_smorest.Blueprint):
         **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "form_and_files": "multipart/form-data",
     }
-
-    @staticmethod
-    def _make_pagination_metadata(page: int, page_size: int, item_count: int) -> Any:
-        """flask-smorest's metadata, dumped by one schema instance instead of a new one each
-        time."""
-        return _pagination_metadata(page, page_size, item_count)
-
-
-def _pagination_metadata(page: int, page_size: int, item_count: int) -> Any:
-    """As flask_smorest.pagination.PaginationMixin._make_pagination_metadata."""
-    meta: dict[str, int] = {"total": item_count}
-    if item_count == 0:
-        meta["total_pages"] = 0
-    else:
-        last = (item_count - 1) // page_size + 1
-        meta.update(total_pages=last, first_page=1, last_page=last)
-        if page <= last:
-            meta["page"] = page
-            if page > 1:
-                meta["previous_page"] = page - 1
-            if page < last:
-                meta["next_page"] = page + 1
-    return _PAGINATION_METADATA.dump(meta)
