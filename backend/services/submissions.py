@@ -103,6 +103,32 @@ def body_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# The submission path's statements, built once (text() parses its binds on construction).
+_TASK_AND_REPLAY = text(
+    "SELECT s.worker_id AS replay_worker, s.body_sha256 AS replay_sha, "
+    "s.response AS replay_response, t.* FROM (SELECT 1) one "
+    "LEFT JOIN submission s ON s.id = :sid "
+    "LEFT JOIN LATERAL (SELECT t.id, t.type, t.status, t.entity_id, t.lead_id, "
+    "t.finding_id, t.checkin_at, t.cell_code, t.community_code, t.town_code, "
+    "e.name AS entity_name FROM patrol_task t "
+    "LEFT JOIN market_entity e ON e.id = t.entity_id "
+    "WHERE t.id = :id AND t.assignee_id = :w FOR UPDATE OF t) t ON true"
+)
+_INSERT_SUBMISSION = text(
+    "INSERT INTO submission (id, task_id, worker_id, body_sha256, outcome, geom, "
+    "accuracy_m, captured_at, attachment_ids, response) VALUES (:id, :task, :w, :sha, "
+    "CAST(:outcome AS jsonb), CASE WHEN CAST(:x AS float8) IS NULL THEN NULL ELSE "
+    "ST_SetSRID(ST_MakePoint(:x, :y), 4490) END, :accuracy, :captured, :attachments, "
+    "'{}') ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+_STORE_ANSWER = text("UPDATE submission SET response = CAST(:r AS jsonb) WHERE id = :id")
+_INSERT_FINDING = text(
+    "INSERT INTO finding (type, permit_type, task_id, submission_id, entity_id, "
+    "lead_id, details) VALUES (:type, :permit, :task, :sub, :entity, :lead, "
+    "CAST(:details AS jsonb)) RETURNING id"
+)
+
+
 def submit(
     session: Session, scope: Scope, body: dict[str, Any], raw: dict[str, Any]
 ) -> tuple[int, dict[str, Any]]:
@@ -113,16 +139,7 @@ def submit(
     # the replay check and the task (locked) in one round trip
     row = (
         session.execute(
-            text(
-                "SELECT s.worker_id AS replay_worker, s.body_sha256 AS replay_sha, "
-                "s.response AS replay_response, t.* FROM (SELECT 1) one "
-                "LEFT JOIN submission s ON s.id = :sid "
-                "LEFT JOIN LATERAL (SELECT t.id, t.type, t.status, t.entity_id, t.lead_id, "
-                "t.finding_id, t.checkin_at, t.cell_code, t.community_code, t.town_code, "
-                "e.name AS entity_name FROM patrol_task t "
-                "LEFT JOIN market_entity e ON e.id = t.entity_id "
-                "WHERE t.id = :id AND t.assignee_id = :w FOR UPDATE OF t) t ON true"
-            ),
+            _TASK_AND_REPLAY,
             {"sid": body["id"], "id": body["task_id"], "w": scope.user_id},
         )
         .mappings()
@@ -158,13 +175,7 @@ def submit(
     if xy is None and task["type"] in ON_SITE:
         raise InvalidInput("An on-site submission needs the point where it was made.")
     inserted = session.scalar(
-        text(
-            "INSERT INTO submission (id, task_id, worker_id, body_sha256, outcome, geom, "
-            "accuracy_m, captured_at, attachment_ids, response) VALUES (:id, :task, :w, :sha, "
-            "CAST(:outcome AS jsonb), CASE WHEN CAST(:x AS float8) IS NULL THEN NULL ELSE "
-            "ST_SetSRID(ST_MakePoint(:x, :y), 4490) END, :accuracy, :captured, :attachments, "
-            "'{}') ON CONFLICT (id) DO NOTHING RETURNING id"
-        ),
+        _INSERT_SUBMISSION,
         {
             "id": body["id"],
             "task": task["id"],
@@ -198,7 +209,7 @@ def submit(
         "findings": findings,
     }
     session.execute(
-        text("UPDATE submission SET response = CAST(:r AS jsonb) WHERE id = :id"),
+        _STORE_ANSWER,
         {"r": json.dumps(answer, default=str, ensure_ascii=False), "id": body["id"]},
     )
     return 201, answer
@@ -236,11 +247,7 @@ def _record_findings(
     deadline = None
     for finding in derive_findings(task["type"], outcome):
         fid = session.scalar(
-            text(
-                "INSERT INTO finding (type, permit_type, task_id, submission_id, entity_id, "
-                "lead_id, details) VALUES (:type, :permit, :task, :sub, :entity, :lead, "
-                "CAST(:details AS jsonb)) RETURNING id"
-            ),
+            _INSERT_FINDING,
             {
                 "type": finding.type,
                 "permit": finding.permit_type,
