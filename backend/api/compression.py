@@ -1,7 +1,7 @@
 """gzip for large JSON answers, when the client accepts it.
 
-The phone's near-me page is ~38 KB of JSON for 50 tasks and ~3 KB gzipped (level 1, ~60 µs):
-thirteen times less mobile data per refresh, and less for the server to write (measured in
+The phone's near-me page is ~20 KB of JSON for 50 tasks and ~3–4 KB gzipped (level 1, ~30 µs):
+a sixth of the mobile data per refresh, and less for the server to write (measured in
 benchmarks/README.md, "phone"). Level 1: on JSON it compresses nearly as well as level 6 in a
 third of the time. ETags stay as they are: they name the resource's state (a version, or the
 hash of the uncompressed page), which is the same in either encoding."""
