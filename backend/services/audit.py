@@ -111,10 +111,7 @@ def insert_events_sql(source: str, object_id: str, changes: str) -> str:
     a change and its event take one round trip; bind `event_params(session, …)` with it.
     `object_id` and `changes` (jsonb) are SQL expressions over `source`."""
     return (
-        f"INSERT INTO audit_event ({_COLUMNS}) SELECT :ev_actor_user_id, :ev_actor_username, "
-        f":ev_actor_role, :ev_client_addr, :ev_request_id, "
-        f"CASE WHEN CAST(:ev_lon AS float8) IS NULL THEN NULL "
-        f"ELSE ST_SetSRID(ST_MakePoint(:ev_lon, :ev_lat), 4490) END, "
+        f"INSERT INTO audit_event ({_COLUMNS}) SELECT {_actor_values('ev_')}, "
         f":ev_action, :ev_object_type, ({object_id})::text, {changes} FROM {source}"
     )
 
@@ -129,11 +126,19 @@ _COLUMNS = (
     "actor_user_id, actor_username, actor_role, client_addr, request_id, "
     "device_location, action, object_type, object_id, changes"
 )
-_ACTOR_VALUES = (
-    ":actor_user_id, :actor_username, :actor_role, :client_addr, :request_id, "
-    "CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL "
-    "ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4490) END"
-)
+
+
+def _actor_values(prefix: str = "") -> str:
+    """The actor's columns as bind parameters (named as `_actor_params`, with `prefix`)."""
+    p = prefix
+    return (
+        f":{p}actor_user_id, :{p}actor_username, :{p}actor_role, :{p}client_addr, "
+        f":{p}request_id, CASE WHEN CAST(:{p}lon AS float8) IS NULL THEN NULL "
+        f"ELSE ST_SetSRID(ST_MakePoint(:{p}lon, :{p}lat), 4490) END"
+    )
+
+
+_ACTOR_VALUES = _actor_values()
 
 
 def _actor_params(actor: Actor) -> dict[str, Any]:
