@@ -194,7 +194,7 @@ def _geopandas_round_trip(ctx: BenchContext) -> Figures:
         conn.execute(
             text(
                 "CREATE TABLE bench_expected_placement AS "
-                "SELECT entity_id, cell_code, town_code FROM entity_placement"
+                "SELECT entity_id, cell_id, town_code FROM entity_placement"
             )
         )
         conn.execute(text("TRUNCATE entity_placement"))
@@ -204,7 +204,7 @@ def _geopandas_round_trip(ctx: BenchContext) -> Figures:
             "SELECT id, geom FROM market_entity WHERE geom IS NOT NULL", conn, geom_col="geom"
         )
         cells = gpd.read_postgis(
-            "SELECT code, town_code, geom FROM grid_cell", conn, geom_col="geom"
+            "SELECT id AS cell_id, code, town_code, geom FROM grid_cell", conn, geom_col="geom"
         )
     read_s = time.perf_counter() - started
     t0 = time.perf_counter()
@@ -216,10 +216,10 @@ def _geopandas_round_trip(ctx: BenchContext) -> Figures:
     try:
         cur = raw.cursor()
         cur.execute(
-            "CREATE TEMP TABLE gpd_placement (entity_id bigint, cell_code text, town_code text)"
+            "CREATE TEMP TABLE gpd_placement (entity_id bigint, cell_id int, town_code text)"
         )
         buf = io.StringIO()
-        joined[["id", "code", "town_code"]].to_csv(
+        joined[["id", "cell_id", "town_code"]].astype({"cell_id": "Int32"}).to_csv(
             buf, sep="\t", header=False, index=False, na_rep="\\N"
         )
         buf.seek(0)
@@ -227,11 +227,11 @@ def _geopandas_round_trip(ctx: BenchContext) -> Figures:
         copy_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         cur.execute(
-            "INSERT INTO entity_placement AS p (entity_id, cell_code, town_code, placed_at) "
-            "SELECT entity_id, cell_code, town_code, now() FROM gpd_placement "
-            "ON CONFLICT (entity_id) DO UPDATE SET cell_code = EXCLUDED.cell_code, "
+            "INSERT INTO entity_placement AS p (entity_id, cell_id, town_code, placed_at) "
+            "SELECT entity_id, cell_id, town_code, now() FROM gpd_placement "
+            "ON CONFLICT (entity_id) DO UPDATE SET cell_id = EXCLUDED.cell_id, "
             "town_code = EXCLUDED.town_code, placed_at = now() "
-            "WHERE p.cell_code IS DISTINCT FROM EXCLUDED.cell_code"
+            "WHERE p.cell_id IS DISTINCT FROM EXCLUDED.cell_id"
         )
         raw.commit()
     finally:
@@ -244,7 +244,7 @@ def _geopandas_round_trip(ctx: BenchContext) -> Figures:
                 "SELECT count(*) FROM bench_expected_placement x "
                 "FULL JOIN entity_placement p ON p.entity_id = x.entity_id "
                 "WHERE x.entity_id IS NULL OR p.entity_id IS NULL "
-                "OR (x.cell_code, x.town_code) IS DISTINCT FROM (p.cell_code, p.town_code)"
+                "OR (x.cell_id, x.town_code) IS DISTINCT FROM (p.cell_id, p.town_code)"
             )
         )
         conn.execute(text("DROP TABLE bench_expected_placement"))

@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     String,
@@ -75,6 +76,8 @@ class Community(_Boundary, Base):
 class GridCell(_Boundary, Base):
     __tablename__ = "grid_cell"
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # what entity_placement refers to a cell by (stable: cells are upserted, never deleted)
+    id: Mapped[int] = mapped_column(Integer, Identity(), nullable=False, unique=True)
     community_code: Mapped[str] = mapped_column(
         ForeignKey("community.code"), nullable=False, index=True
     )

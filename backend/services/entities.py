@@ -22,16 +22,16 @@ SELECT e.id, e.uscc, e.name, e.kind, e.status, e.legal_representative, e.phone,
        e.established_on, e.last_changed_on, e.credit_class, e.licences, e.annual_report_years,
        e.abnormal_reason, e.abnormal_listed_on, e.abnormal_removed_on,
        ST_X(e.geom) AS lon, ST_Y(e.geom) AS lat, e.location_source, e.location_accuracy_m,
-       p.cell_code, c.community_code, c.town_code, e.version, e.created_at, e.updated_at,
+       c.code AS cell_code, c.community_code, c.town_code, e.version, e.created_at, e.updated_at,
        CASE WHEN e.location_source = 'unmatched' THEN 'address_unmatched'
             WHEN e.geom IS NULL THEN 'no_location'
-            WHEN p.cell_code IS NULL THEN 'outside_grid' END AS unplaced_reason,
+            WHEN p.cell_id IS NULL THEN 'outside_grid' END AS unplaced_reason,
        e.address_match_id, e.address_match_score, sa.full_text AS matched_address,
        e.location_disagreement_m,
        COALESCE(e.location_disagreement_m > {disagreement}, false) AS location_disagrees
 FROM market_entity e
 LEFT JOIN entity_placement p ON p.entity_id = e.id
-LEFT JOIN grid_cell c ON c.code = p.cell_code
+LEFT JOIN grid_cell c ON c.id = p.cell_id
 LEFT JOIN standard_address sa ON sa.id = e.address_match_id
 """.replace("{disagreement}", str(geocoding.DISAGREEMENT_M))
 
@@ -50,7 +50,7 @@ def list_entities(
     where = [_scope_clause(scope)]
     params: dict[str, Any] = {**scope.params, "offset": offset, "limit": limit}
     simple = {
-        "cell": "p.cell_code = :cell",
+        "cell": "c.code = :cell",
         "community": "c.community_code = :community",
         "town": "c.town_code = :town",
         "status": "e.status = :status",
@@ -68,7 +68,7 @@ def list_entities(
         listed = "(e.abnormal_listed_on IS NOT NULL AND e.abnormal_removed_on IS NULL)"
         where.append(listed if filters["abnormal"] else f"NOT {listed}")
     if filters.get("unplaced") is not None:
-        where.append("p.cell_code IS NULL" if filters["unplaced"] else "p.cell_code IS NOT NULL")
+        where.append("p.cell_id IS NULL" if filters["unplaced"] else "p.cell_id IS NOT NULL")
     if filters.get("location_disagrees") is not None:
         far = f"COALESCE(e.location_disagreement_m > {geocoding.DISAGREEMENT_M}, false)"
         where.append(far if filters["location_disagrees"] else f"NOT {far}")

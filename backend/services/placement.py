@@ -3,7 +3,8 @@
 The spatial join picks, for every entity point, the cell whose code sorts first among those
 containing it (the same boundary rule as `locate`), and only rows whose cell actually changes are
 written. Entities without a point have no placement (unplaced); a point outside every cell is
-placed with cell_code NULL.
+placed with cell_id NULL. Placements name a cell by `grid_cell.id` (migration 0014); the moves
+reported name cells by code.
 
 `place_all` joins every entity in one parallel query into a temporary table and then writes the
 differences in entity id order (measured in benchmarks/README.md, "assign"); the other functions
@@ -25,25 +26,25 @@ BULK_SETTINGS: dict[str, str] = {
     "work_mem": "256MB",  # the DISTINCT ON sort of 1.5 M rows stays in memory
     "jit": "off",  # compiling the plan costs more than it saves
     "min_parallel_table_scan_size": "0",  # grid_cell is small, yet each cell is much work
-    "maintenance_work_mem": "256MB",  # rebuilding the cell_code index sorts in memory
+    "maintenance_work_mem": "256MB",  # rebuilding the cell index sorts in memory
 }
 
 # The bulk join: the planner loops over the cells (split among parallel workers) and probes the
 # entities' GiST index; DISTINCT ON keeps the smallest code for a point on shared boundaries.
 JOIN_SQL = """
-SELECT DISTINCT ON (e.id) e.id, c.code, c.town_code
+SELECT DISTINCT ON (e.id) e.id, c.id AS cell_id, c.town_code
 FROM market_entity e
 JOIN grid_cell c ON c.geom && e.geom AND ST_Intersects(c.geom, e.geom)
 WHERE e.geom IS NOT NULL
 ORDER BY e.id, c.code
 """
 
-# Entities to (re)place as (id, new_code, town_code) rows → upserted in that order.
+# Entities to (re)place as (id, new_cell, town_code) rows → upserted in that order.
 _UPSERT = """
-INSERT INTO entity_placement AS p (entity_id, cell_code, town_code, placed_at)
-SELECT id, new_code, town_code, now() FROM ({changed}) m
+INSERT INTO entity_placement AS p (entity_id, cell_id, town_code, placed_at)
+SELECT id, new_cell, town_code, now() FROM ({changed}) m
 ON CONFLICT (entity_id) DO UPDATE
-   SET cell_code = EXCLUDED.cell_code, town_code = EXCLUDED.town_code, placed_at = now()
+   SET cell_id = EXCLUDED.cell_id, town_code = EXCLUDED.town_code, placed_at = now()
 """
 
 # The bulk job's differences, in one parallel query: every point's cell from the join against the
@@ -52,47 +53,47 @@ ON CONFLICT (entity_id) DO UPDATE
 # outside every cell, or gone (deleted below).
 _DIFF = f"""
 CREATE TEMP TABLE placement_diff AS
-SELECT coalesce(n.id, old.entity_id) AS id, n.code, n.town_code,
+SELECT coalesce(n.id, old.entity_id) AS id, n.cell_id, n.town_code,
        old.entity_id IS NOT NULL AS placed
 FROM ({JOIN_SQL}) n
 FULL JOIN entity_placement old ON old.entity_id = n.id
-WHERE n.id IS NULL OR old.entity_id IS NULL OR old.cell_code IS DISTINCT FROM n.code
+WHERE n.id IS NULL OR old.entity_id IS NULL OR old.cell_id IS DISTINCT FROM n.cell_id
 """
 
 # The first placement (the table is empty): the join alone, every row new.
 _FIRST = f"""
 CREATE TEMP TABLE placement_diff AS
-SELECT j.id, j.code, j.town_code, false AS placed FROM ({JOIN_SQL}) j
+SELECT j.id, j.cell_id, j.town_code, false AS placed FROM ({JOIN_SQL}) j
 """
 
 # Rows in entity id order, so the primary key grows at its right edge.
 _INSERT_NEW = """
-INSERT INTO entity_placement (entity_id, cell_code, town_code, placed_at)
-SELECT id, code, town_code, now() FROM placement_diff WHERE NOT placed ORDER BY id
+INSERT INTO entity_placement (entity_id, cell_id, town_code, placed_at)
+SELECT id, cell_id, town_code, now() FROM placement_diff WHERE NOT placed ORDER BY id
 """
 
 _INSERT_NEW_BARE = _INSERT_NEW.replace(" ORDER BY id", "")
 
 _UPSERT_NEW = _UPSERT.format(
-    changed="SELECT id, code AS new_code, town_code FROM placement_diff WHERE NOT placed "
+    changed="SELECT id, cell_id AS new_cell, town_code FROM placement_diff WHERE NOT placed "
     "ORDER BY id"
 )
 
 _UPDATE_MOVED = """
-UPDATE entity_placement p SET cell_code = d.code, town_code = d.town_code, placed_at = now()
+UPDATE entity_placement p SET cell_id = d.cell_id, town_code = d.town_code, placed_at = now()
 FROM placement_diff d
-WHERE p.entity_id = d.id AND d.placed AND d.code IS NOT NULL
+WHERE p.entity_id = d.id AND d.placed AND d.cell_id IS NOT NULL
 """
 
 _UPDATE_OUTSIDE = """
-UPDATE entity_placement p SET cell_code = NULL, town_code = NULL, placed_at = now()
+UPDATE entity_placement p SET cell_id = NULL, town_code = NULL, placed_at = now()
 FROM placement_diff d JOIN market_entity e ON e.id = d.id
-WHERE p.entity_id = d.id AND d.code IS NULL AND e.geom IS NOT NULL AND p.cell_code IS NOT NULL
+WHERE p.entity_id = d.id AND d.cell_id IS NULL AND e.geom IS NOT NULL AND p.cell_id IS NOT NULL
 """
 
 _DELETE_UNLOCATED = """
 DELETE FROM entity_placement p USING placement_diff d
-WHERE p.entity_id = d.id AND d.code IS NULL
+WHERE p.entity_id = d.id AND d.cell_id IS NULL
   AND NOT EXISTS (SELECT 1 FROM market_entity e WHERE e.id = d.id AND e.geom IS NOT NULL)
 """
 
@@ -102,24 +103,26 @@ _UNPLACED = "NOT EXISTS (SELECT 1 FROM entity_placement p0 WHERE p0.entity_id = 
 # For a few entities (one new location, a redrawn boundary's surroundings): a probe of the
 # cells' GiST index per entity beats the bulk join's plan by orders of magnitude.
 _CHANGED_FEW = """
-SELECT e.id, old.cell_code AS old_code, h.code AS new_code, h.town_code
+SELECT e.id, old.cell_id AS old_cell, h.id AS new_cell, h.town_code
 FROM market_entity e
 LEFT JOIN LATERAL (
-    SELECT c.code, c.town_code FROM grid_cell c
+    SELECT c.id, c.town_code FROM grid_cell c
     WHERE c.geom && e.geom AND ST_Intersects(c.geom, e.geom)
     ORDER BY c.code LIMIT 1
 ) h ON true
 LEFT JOIN entity_placement old ON old.entity_id = e.id
 WHERE e.geom IS NOT NULL AND ({where_e})
-  AND (old.entity_id IS NULL OR old.cell_code IS DISTINCT FROM h.code)
+  AND (old.entity_id IS NULL OR old.cell_id IS DISTINCT FROM h.id)
 """
 
 _MOVES = """
 WITH moved AS MATERIALIZED ({changed}),
 written AS ({upsert} RETURNING p.entity_id)
-SELECT m.old_code, m.new_code, count(*) AS entities
+SELECT oc.code AS old_code, nc.code AS new_code, count(*) AS entities
 FROM moved m JOIN written w ON w.entity_id = m.id
-GROUP BY m.old_code, m.new_code ORDER BY entities DESC, m.old_code, m.new_code
+LEFT JOIN grid_cell oc ON oc.id = m.old_cell
+LEFT JOIN grid_cell nc ON nc.id = m.new_cell
+GROUP BY oc.code, nc.code ORDER BY entities DESC, oc.code, nc.code
 """
 
 
@@ -172,7 +175,7 @@ def place_all(session: Session) -> dict[str, int]:
 
 
 # Inserting more new rows than this (and more than are placed already) sets the table's primary
-# key and `cell_code` index aside and builds them afterwards: measured for 1.5 million rows,
+# key and cell index aside and builds them afterwards: measured for 1.5 million rows,
 # 3.6 s (INSERT maintaining both) → 3.4 s (cell index rebuilt) → 2.7 s (both rebuilt). Their
 # absence holds an exclusive lock on entity_placement until the job commits, so it is for first
 # loads and city-wide rebuilds, not for the everyday few.
@@ -271,5 +274,5 @@ def _entity_counts(session: Session) -> tuple[int, int]:
 
 def _placement_counts(session: Session) -> tuple[int, int]:
     """(placement rows, rows in a cell): one scan."""
-    row = session.execute(text("SELECT count(*), count(cell_code) FROM entity_placement")).one()
+    row = session.execute(text("SELECT count(*), count(cell_id) FROM entity_placement")).one()
     return int(row[0]), int(row[1])

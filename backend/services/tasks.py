@@ -28,7 +28,7 @@ from backend.services.scope import Scope, bound
 # registered address names, for that dispatcher's queue).
 _PLACE = """
 LEFT JOIN entity_placement p ON p.entity_id = e.id
-LEFT JOIN grid_cell gc ON gc.code = p.cell_code
+LEFT JOIN grid_cell gc ON gc.id = p.cell_id
 LEFT JOIN LATERAL (
     SELECT tw.code FROM town tw WHERE gc.code IS NULL
       AND position(tw.name IN e.registered_address) > 0

@@ -129,7 +129,8 @@ def test_change_feed_upserts_reports_and_places(client, admin_headers, session):
     assert sorted(r["row"] for r in report["rejected_rows"]) == [2, 3]
     row = session.execute(
         text(
-            "SELECT e.kind, p.cell_code FROM market_entity e JOIN entity_placement p "
+            "SELECT e.kind, (SELECT code FROM grid_cell WHERE id = p.cell_id) AS cell_code "
+            "FROM market_entity e JOIN entity_placement p "
             "ON p.entity_id = e.id WHERE e.uscc = :u"
         ),
         {"u": new},

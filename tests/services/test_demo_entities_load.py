@@ -17,9 +17,9 @@ def test_demo_entities_are_valid_and_each_in_one_cell_or_unplaced(client, admin_
     assert len(set(codes)) == 3_000 and all(is_valid(c) for c in codes)
     placed, unplaced, outside, doubled = session.execute(
         text(
-            "SELECT count(*) FILTER (WHERE p.cell_code IS NOT NULL), "
+            "SELECT count(*) FILTER (WHERE p.cell_id IS NOT NULL), "
             "count(*) FILTER (WHERE p.entity_id IS NULL), "
-            "count(*) FILTER (WHERE p.entity_id IS NOT NULL AND p.cell_code IS NULL), "
+            "count(*) FILTER (WHERE p.entity_id IS NOT NULL AND p.cell_id IS NULL), "
             "(SELECT count(*) FROM (SELECT entity_id FROM entity_placement GROUP BY entity_id "
             " HAVING count(*) > 1) d) "
             "FROM market_entity e LEFT JOIN entity_placement p ON p.entity_id = e.id"
@@ -49,7 +49,7 @@ def test_demo_entities_are_valid_and_each_in_one_cell_or_unplaced(client, admin_
     wrong = session.scalar(
         text(
             "SELECT count(*) FROM entity_placement p JOIN market_entity e ON e.id = p.entity_id "
-            "WHERE p.cell_code <> (SELECT c.code FROM grid_cell c WHERE ST_Intersects(c.geom, "
+            "WHERE p.cell_id <> (SELECT c.id FROM grid_cell c WHERE ST_Intersects(c.geom, "
             "e.geom) ORDER BY c.code LIMIT 1)"
         )
     )

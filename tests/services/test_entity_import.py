@@ -63,7 +63,8 @@ def test_report_is_exact_and_good_rows_survive_bad_ones(grid, session):
     assert "name is empty" in by_row[8]
     rows = session.execute(
         text(
-            "SELECT e.uscc, e.kind, e.industry_code, e.established_on::text, p.cell_code "
+            "SELECT e.uscc, e.kind, e.industry_code, e.established_on::text, "
+            "(SELECT code FROM grid_cell WHERE id = p.cell_id) AS cell_code "
             "FROM market_entity e LEFT JOIN entity_placement p ON p.entity_id = e.id "
             "ORDER BY e.uscc"
         )
@@ -93,7 +94,9 @@ def test_reimport_counts_unchanged_and_updates_only_what_differs(grid, session):
     assert (changed.created, changed.updated, changed.unchanged) == (0, 1, 2)
     row = session.execute(
         text(
-            "SELECT e.name, e.version, p.cell_code FROM market_entity e JOIN entity_placement p "
+            "SELECT e.name, e.version, "
+            "(SELECT code FROM grid_cell WHERE id = p.cell_id) AS cell_code "
+            "FROM market_entity e JOIN entity_placement p "
             "ON p.entity_id = e.id WHERE e.uscc = :u"
         ),
         {"u": code(2)},

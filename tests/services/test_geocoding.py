@@ -53,7 +53,9 @@ def entity(session, uscc: str):
     return session.execute(
         text(
             "SELECT e.location_source, e.address_match_score, a.source_id, "
-            "e.location_disagreement_m, p.cell_code, ST_X(e.geom) AS lon "
+            "e.location_disagreement_m, "
+            "(SELECT code FROM grid_cell WHERE id = p.cell_id) AS cell_code, "
+            "ST_X(e.geom) AS lon "
             "FROM market_entity e LEFT JOIN standard_address a ON a.id = e.address_match_id "
             "LEFT JOIN entity_placement p ON p.entity_id = e.id WHERE e.uscc = :u"
         ),

@@ -34,7 +34,10 @@ def add_entities(session, points: list[tuple[float, float] | None]) -> list[int]
 
 def cells_of(session, ids):
     rows = session.execute(
-        text("SELECT entity_id, cell_code FROM entity_placement WHERE entity_id = ANY(:ids)"),
+        text(
+            "SELECT p.entity_id, c.code FROM entity_placement p "
+            "LEFT JOIN grid_cell c ON c.id = p.cell_id WHERE p.entity_id = ANY(:ids)"
+        ),
         {"ids": ids},
     ).all()
     found = dict(rows)
@@ -129,7 +132,7 @@ def test_a_bulk_load_sets_the_indexes_aside_and_rebuilds_them(
     index = session.scalar(
         text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_entity_placement_cell'")
     )
-    assert index is not None and "(cell_code)" in index
+    assert index is not None and "(cell_id)" in index
     primary_key = session.scalar(
         text(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
@@ -156,8 +159,8 @@ def test_a_bulk_load_that_meets_a_concurrent_placement_falls_back_to_the_upsert(
         # as if committed by another transaction between the join and the INSERT
         s.execute(
             text(
-                "INSERT INTO entity_placement (entity_id, cell_code, town_code) "
-                "VALUES (:id, '441900004001003', '441900004')"
+                "INSERT INTO entity_placement (entity_id, cell_id, town_code) SELECT :id, id, "
+                "'441900004' FROM grid_cell WHERE code = '441900004001003'"
             ),
             {"id": ids[0]},
         )
