@@ -13,10 +13,17 @@ from marshmallow import ValidationError
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from backend.domain.tasks import NOTICE_DAYS, ON_SITE, derive_findings, load_outcome, notice_text
+from backend.domain.tasks import (
+    NOTICE_DAYS,
+    ON_SITE,
+    Finding,
+    derive_findings,
+    load_outcome,
+    notice_text,
+)
 from backend.services import audit, referrals, routing, tasks
 from backend.services.errors import Conflict, InvalidInput, NotFound, ServiceError
-from backend.services.scope import Scope
+from backend.services.scope import Scope, bound
 from geo import crs as geocrs
 
 GEOFENCE_M = 150.0
@@ -109,7 +116,7 @@ _TASK_AND_REPLAY = text(
     "s.response AS replay_response, t.* FROM (SELECT 1) one "
     "LEFT JOIN submission s ON s.id = :sid "
     "LEFT JOIN LATERAL (SELECT t.id, t.type, t.status, t.entity_id, t.lead_id, "
-    "t.finding_id, t.checkin_at, t.cell_code, t.community_code, t.town_code, "
+    "t.finding_id, t.checkin_at, t.cell_code, t.community_code, t.town_code, t.version, "
     "e.name AS entity_name FROM patrol_task t "
     "LEFT JOIN market_entity e ON e.id = t.entity_id "
     "WHERE t.id = :id AND t.assignee_id = :w FOR UPDATE OF t) t ON true"
@@ -121,6 +128,45 @@ _INSERT_SUBMISSION = text(
     "ST_SetSRID(ST_MakePoint(:x, :y), 4490) END, :accuracy, :captured, :attachments, "
     "'{}') ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+# The common submission in one statement: its findings need no written notice nor referral and
+# it re-inspects nothing, so the whole answer is known before writing (the task is locked: its
+# next version is the one read plus one; the findings' ids are drawn from their sequence first).
+# The submission with its answer, the task's move with its audit event (`tasks.transition_ctes`,
+# only when the submission was inserted), and the findings.
+_SUBMIT_SIMPLE = """
+WITH found AS MATERIALIZED (
+    SELECT nextval('finding_id_seq') AS id, f.ord, f.type, f.permit_type, f.details
+    FROM jsonb_to_recordset(CAST(:sub_findings AS jsonb))
+         AS f(ord int, type text, permit_type text, details jsonb)
+),
+answer AS MATERIALIZED (
+    SELECT jsonb_build_object(
+        'id', CAST(:sub_id AS text),
+        'task', jsonb_build_object('id', :sub_task, 'status', :target,
+                                   'version', CAST(:sub_version AS int)),
+        'findings', COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+            'id', id, 'type', type, 'permit_type', permit_type)) ORDER BY ord) FROM found),
+            CAST('[]' AS jsonb))) AS r
+),
+ins AS (
+    INSERT INTO submission (id, task_id, worker_id, body_sha256, outcome, geom, accuracy_m,
+                            captured_at, attachment_ids, response)
+    SELECT :sub_id, :sub_task, :sub_w, :sub_sha, CAST(:sub_outcome AS jsonb),
+           CASE WHEN CAST(:sub_x AS float8) IS NULL THEN NULL
+                ELSE ST_SetSRID(ST_MakePoint(:sub_x, :sub_y), 4490) END,
+           :sub_accuracy, :sub_captured, :sub_attachments, a.r FROM answer a
+    ON CONFLICT (id) DO NOTHING RETURNING id
+),
+{moves},
+recorded AS (
+    INSERT INTO finding (id, type, permit_type, task_id, submission_id, entity_id, lead_id,
+                         details)
+    SELECT f.id, f.type, f.permit_type, :sub_task, :sub_id, :sub_entity, :sub_lead, f.details
+    FROM found f WHERE EXISTS (SELECT 1 FROM moved)
+)
+SELECT EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT version FROM moved) AS version,
+       (SELECT r FROM answer) AS answer
+"""
 _STORE_ANSWER = text("UPDATE submission SET response = CAST(:r AS jsonb) WHERE id = :id")
 _INSERT_FINDING = text(
     "INSERT INTO finding (type, permit_type, task_id, submission_id, entity_id, "
@@ -174,26 +220,26 @@ def submit(
     xy = to_cgcs2000_point(point["lon"], point["lat"], point.get("crs", "wgs84")) if point else None
     if xy is None and task["type"] in ON_SITE:
         raise InvalidInput("An on-site submission needs the point where it was made.")
-    inserted = session.scalar(
-        _INSERT_SUBMISSION,
-        {
-            "id": body["id"],
-            "task": task["id"],
-            "w": scope.user_id,
-            "sha": digest,
-            "outcome": json.dumps(outcome, default=str, ensure_ascii=False),
-            "x": xy[0] if xy else None,
-            "y": xy[1] if xy else None,
-            "accuracy": point.get("accuracy_m") if point else None,
-            "captured": body.get("captured_at"),
-            "attachments": attachments,
-        },
-    )
+    values = {
+        "id": body["id"],
+        "task": task["id"],
+        "w": scope.user_id,
+        "sha": digest,
+        "outcome": json.dumps(outcome, default=str, ensure_ascii=False),
+        "x": xy[0] if xy else None,
+        "y": xy[1] if xy else None,
+        "accuracy": point.get("accuracy_m") if point else None,
+        "captured": body.get("captured_at"),
+        "attachments": attachments,
+    }
+    findings = derive_findings(task["type"], outcome)
+    if task["type"] != "reinspection" and not any(
+        f.needs_notice or f.type in routing.REFERRED for f in findings
+    ):
+        return _submit_simple(session, scope, body, task, values, findings, digest)
+    inserted = session.scalar(_INSERT_SUBMISSION, values)
     if inserted is None:  # the same id arrived twice at once: the other one won
-        replay = _replay(session, body["id"], scope, digest)
-        if replay is None:
-            raise Conflict(f"Submission {body['id']} is being processed; send it again.")
-        return 200, replay
+        return 200, _raced(session, body["id"], scope, digest)
     moved = tasks.transition(
         session,
         task["id"],
@@ -202,17 +248,64 @@ def submit(
         extra_sql=", submitted_at = now()",
         extra_changes={"submission_id": {"from": None, "to": str(body["id"])}},
     )
-    findings = _record_findings(session, task, body["id"], outcome)
+    recorded = _record_findings(session, task, body["id"], findings, outcome)
     answer = {
         "id": str(body["id"]),
         "task": {"id": task["id"], "status": moved["status"], "version": moved["version"]},
-        "findings": findings,
+        "findings": recorded,
     }
     session.execute(
         _STORE_ANSWER,
         {"r": json.dumps(answer, default=str, ensure_ascii=False), "id": body["id"]},
     )
     return 201, answer
+
+
+def _submit_simple(
+    session: Session,
+    scope: Scope,
+    body: dict[str, Any],
+    task: Any,
+    values: dict[str, Any],
+    findings: list[Finding],
+    digest: str,
+) -> tuple[int, dict[str, Any]]:
+    """`submit` in one statement (`_SUBMIT_SIMPLE`)."""
+    moves, params = tasks.transition_ctes(
+        session,
+        task["id"],
+        "submit",
+        scope,
+        extra_sql=", submitted_at = now()",
+        extra_changes={"submission_id": {"from": None, "to": str(body["id"])}},
+        guard="EXISTS (SELECT 1 FROM ins)",
+    )
+    params.update({f"sub_{key}": value for key, value in values.items()})
+    params["sub_version"] = task["version"] + 1
+    params["sub_entity"] = task["entity_id"]
+    params["sub_lead"] = task["lead_id"]
+    params["sub_findings"] = json.dumps(
+        [
+            {"ord": i, "type": f.type, "permit_type": f.permit_type, "details": f.details}
+            for i, f in enumerate(findings)
+        ],
+        default=str,
+        ensure_ascii=False,
+    )
+    session.flush()
+    row = session.execute(bound(_SUBMIT_SIMPLE.replace("{moves}", moves), params)).one()
+    if not row.inserted:  # the same id arrived twice at once: the other one won
+        return 200, _raced(session, body["id"], scope, digest)
+    if row.version is None:
+        tasks.refuse_transition(session, task["id"], "submit", scope, None)
+    return 201, dict(row.answer)
+
+
+def _raced(session: Session, sid: Any, scope: Scope, digest: str) -> dict[str, Any]:
+    replay = _replay(session, sid, scope, digest)
+    if replay is None:
+        raise Conflict(f"Submission {sid} is being processed; send it again.")
+    return replay
 
 
 def _replay(session: Session, sid: Any, scope: Scope, digest: str) -> dict[str, Any] | None:
@@ -241,11 +334,15 @@ def _replayed(sid: Any, scope: Scope, digest: str, row: Any) -> dict[str, Any]:
 
 
 def _record_findings(
-    session: Session, task: Any, submission_id: Any, outcome: dict[str, Any]
+    session: Session,
+    task: Any,
+    submission_id: Any,
+    findings: list[Finding],
+    outcome: dict[str, Any],
 ) -> list[dict[str, Any]]:
     out = []
     deadline = None
-    for finding in derive_findings(task["type"], outcome):
+    for finding in findings:
         fid = session.scalar(
             _INSERT_FINDING,
             {

@@ -217,6 +217,41 @@ def transition(
 
     404: not in scope; 409: its status does not allow the action; 412: `expected_version`
     is stale. A worker's actions apply to tasks in its own hands only."""
+    ctes, params = transition_ctes(
+        session,
+        task_id,
+        action,
+        scope,
+        expected_version=expected_version,
+        reason=reason,
+        extra_sql=extra_sql,
+        extra_params=extra_params,
+        extra_changes=extra_changes,
+    )
+    session.flush()  # pending ORM changes first, as audit.record does
+    row = session.execute(bound(f"WITH {ctes} SELECT * FROM moved", params)).mappings().first()
+    if row is None:
+        refuse_transition(session, task_id, action, scope, expected_version)
+    assert row is not None
+    return dict(row)
+
+
+def transition_ctes(
+    session: Session,
+    task_id: int,
+    action: str,
+    scope: Scope,
+    *,
+    expected_version: int | None = None,
+    reason: str | None = None,
+    extra_sql: str = "",
+    extra_params: dict[str, Any] | None = None,
+    extra_changes: dict[str, Any] | None = None,
+    guard: str = "true",
+) -> tuple[str, dict[str, Any]]:
+    """`transition`'s statement as common table expressions (`before`, `moved` — the task's
+    new state, no row when refused —, `event`) and their parameters, for a caller that makes
+    the move part of a larger statement; `guard` is one more condition on the UPDATE."""
     rule = TRANSITIONS[action]
     if rule.needs_reason and not (reason and reason.strip()):
         raise InvalidInput(f"A reason is needed to {action.replace('_', ' ')} a task.")
@@ -243,30 +278,25 @@ def transition(
         "'assignee_id', jsonb_build_object('from', m.old_assignee, 'to', m.assignee_id)) "
         "ELSE CAST('{}' AS jsonb) END || CAST(:ev_extra AS jsonb)"
     )
-    sql = (
-        f"WITH before AS (SELECT id, status, assignee_id FROM patrol_task WHERE id = :id "
+    ctes = (
+        f"before AS (SELECT id, status, assignee_id FROM patrol_task WHERE id = :id "
         f"FOR UPDATE), "
         f"moved AS (UPDATE patrol_task t SET status = :target, version = t.version + 1, "
         f"updated_at = now(), status_reason = COALESCE(:reason, t.status_reason)"
         f"{assignee}{extra_sql} FROM before b "
         f"WHERE t.id = b.id AND t.status = ANY(:sources) AND {task_scope(scope)} "
-        f"AND (CAST(:v AS int) IS NULL OR t.version = CAST(:v AS int)) "
+        f"AND (CAST(:v AS int) IS NULL OR t.version = CAST(:v AS int)) AND {guard} "
         f"RETURNING t.id, b.status AS old_status, t.status, t.version, "
         f"b.assignee_id AS old_assignee, t.assignee_id), "
-        f"event AS ({audit.insert_events_sql('moved m', 'm.id', changes)}) "
-        f"SELECT * FROM moved"
+        f"event AS ({audit.insert_events_sql('moved m', 'm.id', changes)})"
     )
-    session.flush()  # pending ORM changes first, as audit.record does
-    row = session.execute(bound(sql, params)).mappings().first()
-    if row is None:
-        _explain_refusal(session, task_id, action, scope, expected_version)
-    assert row is not None
-    return dict(row)
+    return ctes, params
 
 
-def _explain_refusal(
+def refuse_transition(
     session: Session, task_id: int, action: str, scope: Scope, expected: int | None
 ) -> None:
+    """Raise why a transition of the task found no row: 404, 412 or 409."""
     row = (
         session.execute(
             bound(

@@ -346,3 +346,74 @@ def test_near_me_gzipped_when_accepted(client, day, admin_headers):
     assert "Content-Encoding" not in refused.headers
     small = client.get("/api/v1/auth/me", headers={**w, "Accept-Encoding": "gzip"})
     assert small.status_code == 200 and "Content-Encoding" not in small.headers
+
+
+def test_a_plain_submission_is_written_whole_in_one_statement(client, day, session):
+    """A submission whose findings need no notice nor referral takes the one-statement path:
+    the stored answer, the task's move and its audit event, and the findings agree."""
+    from backend.services import tasks
+
+    made = tasks.create_for_entities(
+        session,
+        "operation_check",
+        "manual",
+        "SELECT id FROM market_entity",
+        due=tasks.due_in(session, 10),
+    )
+    session.commit()
+    assert made == 1
+    w = day["worker"]
+    task = next(
+        t for t in near(client, w, 113.7, 23.0).get_json() if t["type"] == "operation_check"
+    )
+    assert client.post(f"/api/mobile/v1/tasks/{task['id']}/accept", headers=w).status_code == 200
+    client.post(
+        f"/api/mobile/v1/tasks/{task['id']}/check-in",
+        json={"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+        headers=w,
+    )
+    body = {
+        "id": str(uuid.uuid4()),
+        "task_id": task["id"],
+        "outcome": {"operating": True, "matches_business_scope": False, "note": "卖烟"},
+        "point": {"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
+    }
+    first = client.post("/api/mobile/v1/submissions", json=body, headers=w)
+    assert first.status_code == 201, first.get_json()
+    answer = first.get_json()
+    assert answer["id"] == body["id"]
+    [finding] = answer["findings"]
+    assert finding["type"] == "beyond_business_scope" and "referral_id" not in finding
+    row = session.execute(
+        text(
+            "SELECT f.type, f.task_id, f.submission_id::text AS sub, f.details, t.status, "
+            "t.version, s.response FROM finding f JOIN patrol_task t ON t.id = f.task_id "
+            "JOIN submission s ON s.id = f.submission_id WHERE f.id = :id"
+        ),
+        {"id": finding["id"]},
+    ).one()
+    assert (row.type, row.task_id, row.sub) == ("beyond_business_scope", task["id"], body["id"])
+    assert row.details == {"note": "卖烟"}
+    assert answer["task"] == {"id": task["id"], "status": "submitted", "version": row.version}
+    assert row.status == "submitted" and row.response == answer
+    events = session.scalar(
+        text(
+            "SELECT count(*) FROM audit_event WHERE object_type = 'task' AND object_id = :id "
+            "AND action = 'submit' AND changes->'submission_id'->>'to' = :sub"
+        ),
+        {"id": str(task["id"]), "sub": body["id"]},
+    )
+    assert events == 1
+    # the lost answer, asked again; and a second submission for the same task is refused whole
+    assert client.post("/api/mobile/v1/submissions", json=body, headers=w).get_json() == answer
+    again = {**body, "id": str(uuid.uuid4())}
+    refused = client.post("/api/mobile/v1/submissions", json=again, headers=w)
+    assert refused.status_code == 409 and refused.mimetype == PROBLEM
+    left = session.execute(
+        text(
+            "SELECT (SELECT count(*) FROM submission WHERE task_id = :t), "
+            "(SELECT count(*) FROM finding WHERE task_id = :t)"
+        ),
+        {"t": task["id"]},
+    ).one()
+    assert tuple(left) == (1, 1)
