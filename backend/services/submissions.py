@@ -23,7 +23,7 @@ from backend.domain.tasks import (
 )
 from backend.services import audit, referrals, routing, tasks
 from backend.services.errors import Conflict, InvalidInput, NotFound, ServiceError
-from backend.services.scope import Scope, bound
+from backend.services.scope import Scope, cached_text
 from geo import crs as geocrs
 
 GEOFENCE_M = 150.0
@@ -293,7 +293,7 @@ def _submit_simple(
         ensure_ascii=False,
     )
     session.flush()
-    row = session.execute(bound(_SUBMIT_SIMPLE.replace("{moves}", moves), params)).one()
+    row = session.execute(cached_text(_SUBMIT_SIMPLE.replace("{moves}", moves)), params).one()
     if not row.inserted:  # the same id arrived twice at once: the other one won
         return 200, _raced(session, body["id"], scope, digest)
     if row.version is None:
