@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     configure_logging()
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, prepared=settings.prepared_statements)
     app.extensions["gridpatrol.engine"] = engine
     app.extensions["gridpatrol.sessionmaker"] = make_sessionmaker(engine)
     # Views marked read_only (backend/web.py) run without a transaction around them, on their

@@ -18,6 +18,9 @@ class Settings:
     environment: str = "development"
     proxy_hops: int = 0  # trusted reverse proxies in front (X-Forwarded-For)
     geofence_m: float = 150.0  # check-in radius around the place, plus the phone's accuracy
+    # server-side prepared statements on the hot write path (off behind a PgBouncer in
+    # transaction mode, which cannot keep a session's PREPAREd statements)
+    prepared_statements: bool = True
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -35,6 +38,8 @@ class Settings:
             "environment": os.environ.get("GRIDPATROL_ENV", "development"),
             "proxy_hops": int(os.environ.get("GRIDPATROL_PROXY_HOPS", "0")),
             "geofence_m": float(os.environ.get("GRIDPATROL_GEOFENCE_M", "150")),
+            "prepared_statements": os.environ.get("GRIDPATROL_PREPARED_STATEMENTS", "on").lower()
+            not in ("off", "0", "false", "no"),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

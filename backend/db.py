@@ -17,12 +17,20 @@ from sqlalchemy.orm import Session, sessionmaker
 PING_AFTER_IDLE_S = 10.0
 
 
-def make_engine(url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, **kwargs: Any) -> Engine:
-    """An engine that fails fast when the server is unreachable (health checks rely on it)."""
+def make_engine(
+    url: str,
+    *,
+    ping_after_idle_s: float = PING_AFTER_IDLE_S,
+    prepared: bool = True,
+    **kwargs: Any,
+) -> Engine:
+    """An engine that fails fast when the server is unreachable (health checks rely on it).
+    `prepared`: whether `services.prepared.execute_prepared` may PREPARE statements on its
+    connections (an execution option every connection inherits)."""
     connect_args = {"connect_timeout": 3, "application_name": "gridpatrol"}
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     _ping_when_idle(engine, ping_after_idle_s)
-    return engine
+    return engine.execution_options(gridpatrol_prepared=prepared)
 
 
 def _ping_when_idle(engine: Engine, idle_s: float) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import TextClause, text
@@ -105,14 +104,6 @@ def user_clause(scope: Scope, alias: str = "u") -> str:
     else:
         same = f"{a}.community_code = :scope_community"
     return f"({a}.id = :scope_user OR {same} OR {in_territory})"
-
-
-@lru_cache(maxsize=1024)
-def cached_text(sql: str) -> TextClause:
-    """text(sql), parsed once per distinct statement: for hot paths whose SQL is assembled from
-    a few parts (scope, action). Execute it with the parameters as a dict (names the statement
-    does not use are ignored); never inline values into `sql`, or every call is a new entry."""
-    return text(sql)
 
 
 def bound(sql: str, params: dict[str, Any]) -> TextClause:

@@ -23,7 +23,8 @@ from backend.domain.tasks import (
 )
 from backend.services import audit, referrals, routing, tasks
 from backend.services.errors import Conflict, InvalidInput, NotFound, ServiceError
-from backend.services.scope import Scope, cached_text
+from backend.services.prepared import execute_prepared
+from backend.services.scope import Scope
 from geo import crs as geocrs
 
 GEOFENCE_M = 150.0
@@ -111,7 +112,7 @@ def body_hash(raw: dict[str, Any]) -> str:
 
 
 # The submission path's statements, built once (text() parses its binds on construction).
-_TASK_AND_REPLAY = text(
+_TASK_AND_REPLAY = (
     "SELECT s.worker_id AS replay_worker, s.body_sha256 AS replay_sha, "
     "s.response AS replay_response, t.* FROM (SELECT 1) one "
     "LEFT JOIN submission s ON s.id = :sid "
@@ -142,7 +143,7 @@ WITH found AS MATERIALIZED (
 answer AS MATERIALIZED (
     SELECT jsonb_build_object(
         'id', CAST(:sub_id AS text),
-        'task', jsonb_build_object('id', :sub_task, 'status', :target,
+        'task', jsonb_build_object('id', CAST(:sub_task AS bigint), 'status', CAST(:target AS text),
                                    'version', CAST(:sub_version AS int)),
         'findings', COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
             'id', id, 'type', type, 'permit_type', permit_type)) ORDER BY ord) FROM found),
@@ -151,17 +152,20 @@ answer AS MATERIALIZED (
 ins AS (
     INSERT INTO submission (id, task_id, worker_id, body_sha256, outcome, geom, accuracy_m,
                             captured_at, attachment_ids, response)
-    SELECT :sub_id, :sub_task, :sub_w, :sub_sha, CAST(:sub_outcome AS jsonb),
+    SELECT CAST(:sub_id AS uuid), CAST(:sub_task AS bigint), CAST(:sub_w AS int),
+           CAST(:sub_sha AS text), CAST(:sub_outcome AS jsonb),
            CASE WHEN CAST(:sub_x AS float8) IS NULL THEN NULL
-                ELSE ST_SetSRID(ST_MakePoint(:sub_x, :sub_y), 4490) END,
-           :sub_accuracy, :sub_captured, :sub_attachments, a.r FROM answer a
+                ELSE ST_SetSRID(ST_MakePoint(:sub_x, CAST(:sub_y AS float8)), 4490) END,
+           CAST(:sub_accuracy AS float8), CAST(:sub_captured AS timestamptz),
+           CAST(:sub_attachments AS bigint[]), a.r FROM answer a
     ON CONFLICT (id) DO NOTHING RETURNING id
 ),
 {moves},
 recorded AS (
     INSERT INTO finding (id, type, permit_type, task_id, submission_id, entity_id, lead_id,
                          details)
-    SELECT f.id, f.type, f.permit_type, :sub_task, :sub_id, :sub_entity, :sub_lead, f.details
+    SELECT f.id, f.type, f.permit_type, CAST(:sub_task AS bigint), CAST(:sub_id AS uuid),
+           CAST(:sub_entity AS bigint), CAST(:sub_lead AS bigint), f.details
     FROM found f WHERE EXISTS (SELECT 1 FROM moved)
 )
 SELECT EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT version FROM moved) AS version,
@@ -184,7 +188,8 @@ def submit(
     digest = body_hash(raw)
     # the replay check and the task (locked) in one round trip
     row = (
-        session.execute(
+        execute_prepared(
+            session,
             _TASK_AND_REPLAY,
             {"sid": body["id"], "id": body["task_id"], "w": scope.user_id},
         )
@@ -293,7 +298,7 @@ def _submit_simple(
         ensure_ascii=False,
     )
     session.flush()
-    row = session.execute(cached_text(_SUBMIT_SIMPLE.replace("{moves}", moves)), params).one()
+    row = execute_prepared(session, _SUBMIT_SIMPLE.replace("{moves}", moves), params).one()
     if not row.inserted:  # the same id arrived twice at once: the other one won
         return 200, _raced(session, body["id"], scope, digest)
     if row.version is None:

@@ -22,7 +22,8 @@ from backend.domain.workdays import Deadline
 from backend.services import audit
 from backend.services import calendar as workcal
 from backend.services.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
-from backend.services.scope import Scope, bound, cached_text
+from backend.services.prepared import execute_prepared
+from backend.services.scope import Scope, bound
 
 # Where a new task belongs: its entity's cell (or, unplaced, the town and community its
 # registered address names, for that dispatcher's queue).
@@ -229,9 +230,7 @@ def transition(
         extra_changes=extra_changes,
     )
     session.flush()  # pending ORM changes first, as audit.record does
-    row = (
-        session.execute(cached_text(f"WITH {ctes} SELECT * FROM moved"), params).mappings().first()
-    )
+    row = execute_prepared(session, f"WITH {ctes} SELECT * FROM moved", params).mappings().first()
     if row is None:
         refuse_transition(session, task_id, action, scope, expected_version)
     assert row is not None
