@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from backend.models import AppUser
 from backend.services import audit, throttle
 from backend.services.errors import InvalidInput, Unauthorized
+from backend.services.prepared import execute_prepared
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 _DUMMY_HASH = _hasher.hash("timing-equaliser")
@@ -250,19 +251,15 @@ def decode_access_token(token: str, secret: str) -> tuple[int, str]:
     return int(claims["sub"]), sid
 
 
-# driver SQL (no compilation step): every authenticated request runs it
-_PRINCIPAL = "SELECT * FROM gp_principal(%(uid)s, CAST(%(sid)s AS uuid))"
+# every authenticated request runs it: prepared once per connection
+_PRINCIPAL = "SELECT * FROM gp_principal(CAST(:uid AS int), CAST(:sid AS uuid))"
 
 
 def load_principal(session: Session, user_id: int, session_id: str) -> Principal:
     if not 0 < user_id < 2**31:  # app_user.id is an integer (tokens are signed: belt and braces)
         raise Unauthorized("The session has ended (logged out, revoked or account disabled).")
     # every authenticated request runs this: a function keeps its plan (migration 0012)
-    row = (
-        session.connection()
-        .exec_driver_sql(_PRINCIPAL, {"sid": session_id, "uid": user_id})
-        .first()
-    )
+    row = execute_prepared(session, _PRINCIPAL, {"sid": session_id, "uid": user_id}).first()
     if row is None:
         raise Unauthorized("The session has ended (logged out, revoked or account disabled).")
     return Principal(

@@ -456,8 +456,11 @@ def list_tasks(
     return [dict(r) for r in rows], int(total or 0)
 
 
-# driver SQL (no compilation step): the phone's busiest statement
-_NEAR_ME = "SELECT total, page FROM gp_near_me(%(w)s, %(lon)s, %(lat)s, %(offset)s, %(limit)s)"
+# the phone's busiest statement: prepared once per connection
+_NEAR_ME = (
+    "SELECT total, page FROM gp_near_me(CAST(:w AS int), CAST(:lon AS float8), "
+    "CAST(:lat AS float8), CAST(:offset AS int), CAST(:limit AS int))"
+)
 
 
 def near_me(
@@ -475,7 +478,7 @@ def near_me(
 
     One call of `gp_near_me` (migration 0012), whose plans live as long as the connection."""
     params = {"w": worker_id, "lon": lon, "lat": lat, "offset": offset, "limit": limit}
-    total, page = session.connection().exec_driver_sql(_NEAR_ME, params).one()
+    total, page = execute_prepared(session, _NEAR_ME, params).one()
     return page, int(total)
 
 
