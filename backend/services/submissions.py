@@ -245,14 +245,7 @@ def submit(
     inserted = session.scalar(_INSERT_SUBMISSION, values)
     if inserted is None:  # the same id arrived twice at once: the other one won
         return 200, _raced(session, body["id"], scope, digest)
-    moved = tasks.transition(
-        session,
-        task["id"],
-        "submit",
-        scope,
-        extra_sql=", submitted_at = now()",
-        extra_changes={"submission_id": {"from": None, "to": str(body["id"])}},
-    )
+    moved = tasks.transition(session, task["id"], "submit", scope, **_submit_move(body))
     recorded = _record_findings(session, task, body["id"], findings, outcome)
     answer = {
         "id": str(body["id"]),
@@ -264,6 +257,14 @@ def submit(
         {"r": json.dumps(answer, default=str, ensure_ascii=False), "id": body["id"]},
     )
     return 201, answer
+
+
+def _submit_move(body: dict[str, Any]) -> dict[str, Any]:
+    """The task's move on a submission: its time, and the submission's id in the audit event."""
+    return {
+        "extra_sql": ", submitted_at = now()",
+        "extra_changes": {"submission_id": {"from": None, "to": str(body["id"])}},
+    }
 
 
 def _submit_simple(
@@ -281,8 +282,7 @@ def _submit_simple(
         task["id"],
         "submit",
         scope,
-        extra_sql=", submitted_at = now()",
-        extra_changes={"submission_id": {"from": None, "to": str(body["id"])}},
+        **_submit_move(body),
         guard="EXISTS (SELECT 1 FROM ins)",
     )
     params.update({f"sub_{key}": value for key, value in values.items()})
