@@ -111,7 +111,8 @@ def body_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# The submission path's statements, built once (text() parses its binds on construction).
+# The submission path's statements, built once: the hot ones as text for `execute_prepared`
+# (PREPAREd once per connection), the rest as text() (which parses its binds on construction).
 _TASK_AND_REPLAY = (
     "SELECT s.worker_id AS replay_worker, s.body_sha256 AS replay_sha, "
     "s.response AS replay_response, t.* FROM (SELECT 1) one "
