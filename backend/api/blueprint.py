@@ -3,7 +3,9 @@ whose form fields and files are validated by one schema and documented as one re
 
 Its parser also keeps one instance per schema class: webargs instantiates a schema class on
 every request (marshmallow deep-copies the declared fields each time), ~0.1 ms per schema on
-the phone's busiest calls. Loading does not change a schema, so one instance serves all."""
+the phone's busiest calls. Loading does not change a schema, so one instance serves all. For
+the same reason the pagination header's metadata is built without flask-smorest's
+per-request `PaginationMetadataSchema()` (~0.1 ms; the same JSON, tested)."""
 
 from __future__ import annotations
 
@@ -45,3 +47,20 @@ class Blueprint(flask_smorest.Blueprint):
         **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "form_and_files": "multipart/form-data",
     }
+
+    @staticmethod
+    def _make_pagination_metadata(page: int, page_size: int, item_count: int) -> dict[str, int]:
+        """flask-smorest's X-Pagination metadata (the same keys in the same order): its own
+        version dumps the dict of integers through a schema made anew for every request."""
+        if item_count == 0:
+            return {"total": 0, "total_pages": 0}
+        last_page = (item_count - 1) // page_size + 1
+        meta = {"total": item_count, "total_pages": last_page, "first_page": 1}
+        meta["last_page"] = last_page
+        if page <= last_page:
+            meta["page"] = page
+            if page > 1:
+                meta["previous_page"] = page - 1
+            if page < last_page:
+                meta["next_page"] = page + 1
+        return meta

@@ -199,3 +199,39 @@ def test_login_and_failures_are_audited(client, alice, session):
 def test_malformed_device_location_is_400ish(client, alice):
     resp = login(client, headers={"X-Device-Location": "east,north"})
     assert resp.status_code == 422 and resp.mimetype == PROBLEM
+
+
+def test_access_tokens_expire_even_once_verified(client, alice, app):
+    """The signature check is cached per process; the expiry is checked on every call."""
+    import time as _time
+
+    import jwt
+
+    from backend.services.auth import JWT_ISSUER, decode_access_token
+    from backend.services.errors import Unauthorized
+
+    secret = app.config["SECRET_KEY"]
+    token = login(client).get_json()["access_token"]
+    assert client.get("/api/v1/auth/me", headers=bearer(token)).status_code == 200
+    expires = jwt.decode(token, secret, algorithms=["HS256"], issuer=JWT_ISSUER)["exp"]
+    user_id, _ = decode_access_token(token, secret, now=expires - 1)
+    assert user_id == alice.id
+    with pytest.raises(Unauthorized, match="expired"):
+        decode_access_token(token, secret, now=expires)
+    # an expired token through HTTP: 401 problem, saying so
+    claims = jwt.decode(token, secret, algorithms=["HS256"], issuer=JWT_ISSUER)
+    claims.update(iat=int(_time.time()) - 3600, exp=int(_time.time()) - 60)
+    old = jwt.encode(claims, secret, algorithm="HS256")
+    resp = client.get("/api/v1/auth/me", headers=bearer(old))
+    assert resp.status_code == 401 and resp.mimetype == PROBLEM
+    assert "expired" in resp.get_json()["detail"]
+    # signed with another key, or with claims that are not an access token's: invalid
+    for forged in (
+        jwt.encode({**claims, "exp": int(_time.time()) + 600}, "x" * 64, algorithm="HS256"),
+        jwt.encode({**claims, "exp": int(_time.time()) + 600, "typ": "refresh"}, secret),
+        jwt.encode({**claims, "exp": int(_time.time()) + 600, "sub": "1; drop"}, secret),
+        jwt.encode({**claims, "exp": int(_time.time()) + 600, "iss": "elsewhere"}, secret),
+    ):
+        for _ in range(2):  # a refusal is not cached as a success
+            resp = client.get("/api/v1/auth/me", headers=bearer(forged))
+            assert resp.status_code == 401 and "invalid" in resp.get_json()["detail"]
