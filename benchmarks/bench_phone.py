@@ -148,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report: dict[str, Any] = {"command": command, "machine": _machine_static()}
     report["machine"]["loadavg_start"] = _loadavg()
-    print(f"load average at start: {report['machine']['loadavg_start']}")
+    report["machine"]["cpu_probe_ms_start"] = _cpu_probe_ms()
+    print(
+        f"load average at start: {report['machine']['loadavg_start']}; "
+        f"CPU probe {report['machine']['cpu_probe_ms_start']} ms"
+    )
     with (
         scratch_database(owner_base, keep=args.keep_db, reuse=args.reuse_db) as owner_url,
         tempfile.TemporaryDirectory() as tmp_dir,
@@ -167,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             app_engine.dispose()
             owner.dispose()
     report["machine"]["loadavg_end"] = _loadavg()
+    report["machine"]["cpu_probe_ms_end"] = _cpu_probe_ms()
     report["total_s"] = round(time.perf_counter() - started, 1)
     _print_table(report)
     if args.json:
@@ -1194,6 +1199,11 @@ def _print_table(report: dict[str, Any]) -> None:
         f"locust, gunicorn and PostgreSQL share these {m['cores']} cores."
     )
     print(f"load average at start {m['loadavg_start']}, at end {m['loadavg_end']}")
+    print(
+        f"CPU probe (best of 5 runs of a fixed Python loop; the VM's speed moves between "
+        f"sessions): {m.get('cpu_probe_ms_start')} ms at start, {m.get('cpu_probe_ms_end')} ms "
+        f"at end"
+    )
     rows: list[tuple[str, str, str]] = []
 
     def target(ok: bool) -> str:
@@ -1371,6 +1381,19 @@ def _command(base_url: str) -> str:
     shown = make_url(base_url).render_as_string(hide_password=True)
     exe = os.path.relpath(sys.executable) if sys.executable else "python"
     return f"DATABASE_URL={shlex.quote(shown)} {shlex.join([exe, *sys.argv])}"
+
+
+def _cpu_probe_ms(runs: int = 5) -> float:
+    """The best of `runs` timings of a fixed pure-Python loop, in ms: lets runs made on
+    different days be compared for the machine's own speed (a shared VM's moves by 2x)."""
+    best = math.inf
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return round(best * 1000, 1)
 
 
 def _loadavg() -> str:
