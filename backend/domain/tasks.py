@@ -134,12 +134,17 @@ OUTCOME_SCHEMAS: dict[str, type[Schema]] = {
 }
 
 
+# one instance per type: loading does not change a schema, and making one deep-copies its
+# fields (~0.15 ms of every submission)
+_OUTCOME_LOADERS: dict[str, Schema] = {kind: cls() for kind, cls in OUTCOME_SCHEMAS.items()}
+
+
 def load_outcome(task_type: str, outcome: Any) -> dict[str, Any]:
     """The outcome checked against its type's schema (ValidationError with field messages)."""
     if not isinstance(outcome, dict):
         raise ValidationError({"outcome": ["must be an object"]})
     try:
-        return dict(OUTCOME_SCHEMAS[task_type]().load(outcome))
+        return dict(_OUTCOME_LOADERS[task_type].load(outcome))
     except ValidationError as exc:
         raise ValidationError({"outcome": exc.messages}) from exc
 
