@@ -294,11 +294,15 @@ class Attachments(MethodView):
         return row, 201 if created else 200
 
 
+# one instance for all items of a sync (up to 200): making a schema deep-copies its fields
+_SUBMISSION_BODY = SubmissionBody()
+
+
 def _load_submission(raw: Any) -> tuple[dict[str, Any] | None, Any]:
     if not isinstance(raw, dict):
         return None, [{"field": "submission", "messages": ["must be an object"]}]
     try:
-        return SubmissionBody().load(raw), None
+        return _SUBMISSION_BODY.load(raw), None
     except ValidationError as exc:
         return None, [{"field": k, "messages": v} for k, v in exc.messages.items()]
 
