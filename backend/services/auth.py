@@ -8,6 +8,7 @@ so logout, a disabled account or a changed role take effect at once, not at toke
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 import uuid
@@ -267,6 +268,7 @@ def _verified(token: str, secret: str) -> tuple[int, str, float]:
         or not _is_uuid(sid)
         or isinstance(exp, bool)
         or not isinstance(exp, int | float)
+        or not math.isfinite(exp)
     ):
         raise Unauthorized("The access token is invalid.")
     return int(claims["sub"]), sid, float(exp)
