@@ -70,43 +70,30 @@ def set_cell_workers(
         raise InvalidInput("A backup worker is listed twice.")
     wanted = ([primary] if primary is not None else []) + backups
     if wanted:
-        found = dict(
-            session.execute(
-                text(
-                    "SELECT id, role = 'grid_worker' AND is_active FROM app_user "
-                    "WHERE id = ANY(:ids)"
-                ),
-                {"ids": wanted},
-            ).all()
-        )
-        bad = [i for i in wanted if not found.get(i)]
-        if bad:
-            raise InvalidInput(
-                f"Not active grid workers: {', '.join(map(str, bad))}.",
-                errors=[
-                    {
-                        "in": "json",
-                        "field": "backups" if primary not in bad else "primary",
-                        "messages": ["not an active worker"],
-                    }
-                ],
-            )
+        _require_workers(session, wanted, primary, scope)
     before = _roster(session, cell_code)
     after = {"primary": primary, "backups": sorted(backups)}
     if before == after:
         return cell_workers(session, cell_code, scope)
     if primary is not None:
-        elsewhere = session.scalar(
-            text(
-                "SELECT cell_code FROM cell_worker WHERE user_id = :u AND duty = 'primary' "
-                "AND cell_code <> :c"
-            ),
-            {"u": primary, "c": cell_code},
-        )
+        elsewhere = session.execute(
+            bound(
+                f"SELECT w.cell_code, {area_clause(scope, 'cell', 'c')} AS visible "
+                f"FROM cell_worker w JOIN grid_cell c ON c.code = w.cell_code "
+                f"WHERE w.user_id = :u AND w.duty = 'primary' AND w.cell_code <> :c",
+                {**scope.params, "u": primary, "c": cell_code},
+            )
+        ).first()
         if elsewhere:
+            # name the other cell only when the caller may see it: no leak across territory
+            where = (
+                f"cell {elsewhere.cell_code}"
+                if elsewhere.visible
+                else "a cell outside your territory"
+            )
             raise Conflict(
-                f"Worker {primary} is already the primary worker of cell "
-                f"{elsewhere}; make them a backup there first."
+                f"Worker {primary} is already the primary worker of {where}; "
+                f"make them a backup there first."
             )
     session.execute(text("DELETE FROM cell_worker WHERE cell_code = :c"), {"c": cell_code})
     rows = [{"c": cell_code, "u": u, "d": "primary" if u == primary else "backup"} for u in wanted]
@@ -116,6 +103,37 @@ def set_cell_workers(
         )
     audit.record(session, "set_workers", "cell_roster", cell_code, before, after)
     return cell_workers(session, cell_code, scope)
+
+
+def _require_workers(
+    session: Session, wanted: list[int], primary: int | None, scope: Scope
+) -> None:
+    """Every id must be a user the caller may see (else 404, as for any out-of-scope object,
+    so a dispatcher cannot probe other towns' accounts) and an active grid worker (else 422)."""
+    found = dict(
+        session.execute(
+            bound(
+                f"SELECT u.id, u.role = 'grid_worker' AND u.is_active FROM app_user u "
+                f"WHERE u.id = ANY(:ids) AND {user_clause(scope)}",
+                {**scope.params, "ids": wanted},
+            )
+        ).all()
+    )
+    unseen = [i for i in wanted if i not in found]
+    if unseen:
+        raise NotFound(f"No user {', '.join(map(str, unseen))}.")
+    bad = [i for i in wanted if not found[i]]
+    if bad:
+        raise InvalidInput(
+            f"Not active grid workers: {', '.join(map(str, bad))}.",
+            errors=[
+                {
+                    "in": "json",
+                    "field": "backups" if primary not in bad else "primary",
+                    "messages": ["not an active worker"],
+                }
+            ],
+        )
 
 
 def _roster(session: Session, cell_code: str) -> dict[str, Any]:

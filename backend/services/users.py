@@ -200,7 +200,11 @@ def _territory(
         if not town_code:
             raise bad("town_code", "A town dispatcher needs a town_code.")
         out["town_code"] = town_code
-    elif role == "community_dispatcher":
+    elif role == "grid_worker" and not community_code:
+        # optional home territory: a dispatcher there may put the worker on its cells
+        # before the worker has any (roster writes are checked against the caller's scope)
+        out["town_code"] = town_code
+    elif role in ("community_dispatcher", "grid_worker"):
         if not community_code:
             raise bad("community_code", "A community dispatcher needs a community_code.")
         town = session.scalar(

@@ -196,7 +196,9 @@ def test_roster_both_ways_with_primary_rules(client, admin_headers, session):
 
 def test_community_dispatcher_manages_only_its_cells(client, admin_headers, session):
     load_small_grid(client, admin_headers)
-    w = new_user(client, admin_headers, username="wkz", role="grid_worker")
+    w = new_user(
+        client, admin_headers, username="wkz", role="grid_worker", community_code="441900003001"
+    )
     disp = {
         "Authorization": "Bearer "
         + make_token(client, session, "community_dispatcher", community_code="441900003001")
@@ -209,6 +211,65 @@ def test_community_dispatcher_manages_only_its_cells(client, admin_headers, sess
         "/api/v1/grid/cells/441900004001001/workers", json={"primary": None}, headers=disp
     )
     assert out.status_code == 404
+
+
+def test_roster_writes_stay_in_the_callers_territory(client, admin_headers, session):
+    """A community dispatcher cannot bind another town's worker (404 like any out-of-scope
+    object: nothing written, no event), and a 409 never names a cell outside its territory."""
+    load_small_grid(client, admin_headers)
+    own = new_user(
+        client, admin_headers, username="own", role="grid_worker", community_code="441900003001"
+    )
+    far = new_user(client, admin_headers, username="far", role="grid_worker")
+    homeless = new_user(client, admin_headers, username="homeless", role="grid_worker")
+    client.put(
+        "/api/v1/grid/cells/441900004001001/workers",
+        json={"primary": far["id"]},
+        headers=admin_headers,
+    )
+    disp = {
+        "Authorization": "Bearer "
+        + make_token(client, session, "community_dispatcher", community_code="441900003001")
+    }
+    url = "/api/v1/grid/cells/441900003001001/workers"
+    before = events(session, "cell_roster")
+    for body in (
+        {"primary": own["id"], "backups": [far["id"]]},
+        {"primary": far["id"]},
+        {"backups": [homeless["id"]]},
+    ):
+        resp = client.put(url, json=body, headers=disp)
+        assert resp.status_code == 404 and resp.mimetype == PROBLEM, resp.get_json()
+        assert "441900004" not in resp.get_json()["detail"]
+    assert events(session, "cell_roster") == before
+    assert client.get(url, headers=admin_headers).get_json()["primary"] is None
+    # the far worker still sees only its own cell
+    far_cells = client.get(f"/api/v1/users/{far['id']}/cells", headers=admin_headers).get_json()
+    assert [c["cell_code"] for c in far_cells] == ["441900004001001"]
+
+    # a worker of this community who is primary in another town: the 409 does not say where
+    mixed = new_user(
+        client, admin_headers, username="mixed", role="grid_worker", community_code="441900003001"
+    )
+    client.put(
+        "/api/v1/grid/cells/441900004001002/workers",
+        json={"primary": mixed["id"]},
+        headers=admin_headers,
+    )
+    clash = client.put(url, json={"primary": mixed["id"]}, headers=disp)
+    assert clash.status_code == 409 and clash.mimetype == PROBLEM
+    assert "441900004" not in clash.get_json()["detail"]
+    assert "outside your territory" in clash.get_json()["detail"]
+    # inside the territory the 409 names the cell, as before
+    client.put(
+        "/api/v1/grid/cells/441900003001002/workers",
+        json={"primary": own["id"]},
+        headers=disp,
+    )
+    named = client.put(url, json={"primary": own["id"]}, headers=disp)
+    assert named.status_code == 409 and "441900003001002" in named.get_json()["detail"]
+    # the worker's home community makes it placeable by its dispatcher
+    assert client.put(url, json={"backups": [own["id"]]}, headers=disp).status_code == 200
 
 
 def test_audit_api_filters_and_pages(client, admin_headers, session):
