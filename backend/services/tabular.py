@@ -58,18 +58,53 @@ def _detect_encoding(handle: IO[bytes]) -> str:
     return "utf-8"
 
 
-def _xlsx_rows(handle: IO[bytes]) -> Iterator[tuple[Any, ...]]:
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
+# A worksheet's XML compresses 10-50:1; far more than this is a decompression bomb.
+MAX_XLSX_RATIO = 200
+MAX_XLSX_MEMBER = 2 << 30  # 2 GiB uncompressed: more than Excel's 1,048,576 rows need
+NOT_A_WORKBOOK = "The file is not a valid workbook"
 
+
+def _xlsx_rows(handle: IO[bytes]) -> Iterator[tuple[Any, ...]]:
+    """The first sheet's rows. Workbooks are untrusted input: XML is parsed by defusedxml
+    (openpyxl uses it when installed: no DTDs, entities or external references, so no XML
+    bombs or XXE), members that inflate past a ratio or size are refused before parsing,
+    and any parse error, also one met while streaming rows, is a 422, not a traceback."""
+    import defusedxml
+    from openpyxl import DEFUSEDXML, load_workbook
+
+    if not DEFUSEDXML:  # pragma: no cover - a dependency of the project
+        raise RuntimeError("defusedxml must be installed to read XLSX files safely")
+    _check_members(handle)
     try:
         book = load_workbook(handle, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise InvalidInput(f"The XLSX file cannot be read: {exc}.") from exc
+        try:
+            yield from book.worksheets[0].iter_rows(values_only=True)
+        finally:
+            book.close()
+    except InvalidInput:
+        raise
+    except defusedxml.DefusedXmlException:
+        raise InvalidInput(
+            f"{NOT_A_WORKBOOK}: it declares XML entities or a DTD, which are refused."
+        ) from None
+    except Exception as exc:  # malformed zip/XML/cell data of any kind: the file is bad
+        raise InvalidInput(f"{NOT_A_WORKBOOK}: {type(exc).__name__}.") from None
+
+
+def _check_members(handle: IO[bytes]) -> None:
     try:
-        yield from book.worksheets[0].iter_rows(values_only=True)
+        with zipfile.ZipFile(handle) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise InvalidInput(f"{NOT_A_WORKBOOK} (not an XLSX zip archive).") from None
     finally:
-        book.close()
+        handle.seek(0)
+    for m in members:
+        ratio = m.file_size / max(m.compress_size, 1)
+        if m.file_size > MAX_XLSX_MEMBER or (m.file_size > 1 << 20 and ratio > MAX_XLSX_RATIO):
+            raise InvalidInput(
+                f"{NOT_A_WORKBOOK}: {m.filename} would inflate to {m.file_size:,} bytes."
+            )
 
 
 def copy_value(value: Any) -> str:
