@@ -37,7 +37,7 @@ SELECT r.id, r.finding_type, r.permit_type, r.industry_prefix, r.department_code
        d.name AS department_name, d.town_branches, r.time_limit_days, r.priority, r.note,
        {SPECIFICITY} AS specificity
 FROM routing_rule r JOIN department d ON d.code = r.department_code
-WHERE r.active AND (r.finding_type = :finding OR r.finding_type = '*')
+WHERE r.active AND d.active AND (r.finding_type = :finding OR r.finding_type = '*')
   AND (r.permit_type IS NULL OR r.permit_type = :permit)
   AND (r.industry_prefix IS NULL OR :industry LIKE r.industry_prefix || '%')
 ORDER BY specificity DESC, r.priority DESC, r.id
