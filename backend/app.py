@@ -22,6 +22,7 @@ from backend.api.problem_api import ProblemApi
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
 from backend.errors import register_error_handlers
+from backend.services import clock
 from backend.web import close_db_session
 
 SWAGGER_ASSETS = "/api/docs/assets"
@@ -71,6 +72,7 @@ class IsoJSONProvider(DefaultJSONProvider):
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
+    clock.configure(settings.business_tz)  # business dates: one zone (docs/dates.md)
     app = Flask("gridpatrol")
     app.json_provider_class = IsoJSONProvider
     app.json = IsoJSONProvider(app)

@@ -6,6 +6,13 @@ import os
 from dataclasses import dataclass, field
 
 DEFAULT_DATABASE_URL = "postgresql://gridpatrol:gridpatrol@127.0.0.1:5432/gridpatrol"
+DEFAULT_BUSINESS_TZ = "Asia/Shanghai"
+
+
+def business_tz_from_env() -> str:
+    """The business time zone's name (docs/dates.md): deadlines, overdue and every business
+    date are counted there, whatever the server's or the database session's zone."""
+    return os.environ.get("GRIDPATROL_BUSINESS_TZ", "").strip() or DEFAULT_BUSINESS_TZ
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,7 @@ class Settings:
     # server-side prepared statements on the hot write path (off behind a PgBouncer in
     # transaction mode, which cannot keep a session's PREPAREd statements)
     prepared_statements: bool = True
+    business_tz: str = DEFAULT_BUSINESS_TZ  # IANA zone of business dates (docs/dates.md)
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -40,6 +48,7 @@ class Settings:
             "geofence_m": float(os.environ.get("GRIDPATROL_GEOFENCE_M", "150")),
             "prepared_statements": os.environ.get("GRIDPATROL_PREPARED_STATEMENTS", "on").lower()
             not in ("off", "0", "false", "no"),
+            "business_tz": business_tz_from_env(),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -101,7 +101,7 @@ class DeadlineQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    start = fields.Date(metadata={"description": "default: today in Asia/Shanghai"})
+    start = fields.Date(metadata={"description": "default: today in the business time zone"})
     days = fields.Integer(
         required=True,
         validate=validate.Range(0, MAX_DAYS),

@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -30,11 +29,10 @@ from backend.domain.workdays import (
     WorkCalendar,
     check_rows,
 )
-from backend.services import audit
+from backend.services import audit, clock
 from backend.services.errors import InvalidInput
 from backend.services.tabular import read_table
 
-TIMEZONE = ZoneInfo("Asia/Shanghai")
 MAX_ROWS = 10_000  # a year has ~40 special days; anything near this is not a calendar
 MAX_NAME = 100
 MAX_SOURCE = 200
@@ -224,8 +222,9 @@ def explain_deadline(session: Session, start: date, n: int) -> dict[str, Any]:
 
 
 def today() -> date:
-    """Today in Asia/Shanghai, where working-day deadlines are counted."""
-    return datetime.now(TIMEZONE).date()
+    """Today in the business time zone, where working-day deadlines are counted (the one
+    clock: `backend.services.clock`)."""
+    return clock.today()
 
 
 def year_summary(session: Session, year: int) -> dict[str, Any]:

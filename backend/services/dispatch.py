@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from backend.services import clock
+from backend.services import overdue as late_rule
 from backend.services.auth import Principal
 from backend.services.referrals import scope_clause
 from backend.services.scope import bound, scope_of
@@ -46,31 +48,29 @@ def queue(session: Session, principal: Principal) -> dict[str, Any]:
         ),
         "overdue_tasks": (
             f"SELECT t.id, t.type, t.status, t.assignee_id, t.due_on FROM patrol_task t "
-            f"WHERE t.due_on < CURRENT_DATE AND t.status NOT IN ('closed', 'cancelled') "
-            f"AND {tasks_in} ORDER BY t.due_on, t.id"
+            f"WHERE {late_rule.task_sql('t')} AND {tasks_in} ORDER BY t.due_on, t.id"
         ),
         "overdue_referrals": (
             f"SELECT r.id, r.department_code, r.status, r.due_on, r.escalation FROM referral r "
-            f"WHERE r.due_on < CURRENT_DATE AND r.status NOT IN ('concluded', 'closed') "
-            f"AND {referrals_in} ORDER BY r.due_on, r.id"
+            f"WHERE {late_rule.referral_sql('r')} AND {referrals_in} ORDER BY r.due_on, r.id"
         ),
         # red cards go up to the city; a town or community sees every card in its territory
         "escalated_referrals": (
             f"SELECT r.id, r.department_code, r.status, r.due_on, r.escalation FROM referral r "
-            f"WHERE r.escalation IS NOT NULL AND r.status NOT IN ('concluded', 'closed') "
+            f"WHERE r.escalation IS NOT NULL AND {late_rule.referral_live('r')} "
             f"AND {referrals_in} AND {red_only.format(a='r')} "
             f"ORDER BY r.escalation = 'red' DESC, r.due_on, r.id"
         ),
         "escalated_tasks": (
             f"SELECT t.id, t.type, t.status, t.assignee_id, t.due_on, t.escalation "
             f"FROM patrol_task t WHERE t.escalation IS NOT NULL "
-            f"AND t.status NOT IN ('closed', 'cancelled') AND {tasks_in} "
+            f"AND {late_rule.task_live('t')} AND {tasks_in} "
             f"AND {red_only.format(a='t')} "
             f"ORDER BY t.escalation = 'red' DESC, t.due_on, t.id"
         ),
     }
     del leads_in
-    params = {**scope.params, **rparams, "first": FIRST}
+    params = {**scope.params, **rparams, "first": FIRST, "today": clock.today()}
     out: dict[str, Any] = {"counts": {}, "items": {}}
     for kind, sql in kinds.items():
         out["counts"][kind] = int(

@@ -11,15 +11,17 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from backend.services import audit
+from backend.services import audit, clock
 from backend.services import calendar as workcal
+from backend.services import overdue as late_rule
 
 RED_AFTER_DAYS = 5
 
 _CARD = "CASE WHEN x.due_on <= :red_cutoff THEN 'red' ELSE 'yellow' END"
+# what can be overdue (backend/services/overdue.py): the same rule as every overdue flag
 _LIVE = {
-    "patrol_task": "x.status NOT IN ('closed', 'cancelled', 'submitted')",
-    "referral": "x.status NOT IN ('concluded', 'closed')",
+    "patrol_task": late_rule.task_live("x"),
+    "referral": late_rule.referral_live("x"),
 }
 _OBJECT = {"patrol_task": "task", "referral": "referral"}
 
@@ -38,7 +40,7 @@ def red_cutoff(session: Session, today: date, working_days: int) -> date:
 def escalate(
     session: Session, *, today: date | None = None, red_after_days: int = RED_AFTER_DAYS
 ) -> dict[str, Any]:
-    today = today or workcal.today()
+    today = today or clock.today()
     params = {"today": today, "red_cutoff": red_cutoff(session, today, red_after_days)}
     counts: dict[str, Any] = {"red_cutoff": params["red_cutoff"].isoformat()}
     for table, live in _LIVE.items():

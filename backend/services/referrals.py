@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from backend.services import audit, outbox, routing, tasks
+from backend.services import audit, clock, outbox, routing, tasks
+from backend.services import overdue as late_rule
 from backend.services.auth import Principal
 from backend.services.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from backend.services.scope import bound
@@ -56,10 +57,10 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "close": (("concluded",), "closed", DISPATCHER),
 }
 
-_EVIDENCE = """
+_EVIDENCE = f"""
 SELECT r.id, r.status, r.department_code, d.name AS department_name, r.town_code,
        r.rule_id, r.due_on, r.due_approximate,
-       r.due_on < CURRENT_DATE AND r.status NOT IN ('concluded', 'closed') AS overdue,
+       {late_rule.referral_sql("r")} AS overdue,
        r.result, r.case_number, r.note, r.status_reason, r.reinspection_task_id,
        r.escalation, r.version, r.created_at, r.updated_at, r.concluded_at, r.closed_at,
        jsonb_build_object('id', f.id, 'type', f.type, 'permit_type', f.permit_type,
@@ -197,7 +198,11 @@ def _has_branches(session: Session, department: str) -> bool:
 
 def _emit(session: Session, referral_id: int, event_type: str) -> None:
     row = (
-        session.execute(text(f"{_EVIDENCE} WHERE r.id = :id"), {"id": referral_id}).mappings().one()
+        session.execute(
+            text(f"{_EVIDENCE} WHERE r.id = :id"), {"id": referral_id, "today": clock.today()}
+        )
+        .mappings()
+        .one()
     )
     payload = {k: v for k, v in dict(row).items() if k not in ("version",)}
     outbox.emit(session, row["department_code"], event_type, _jsonable(payload))
@@ -223,7 +228,7 @@ def list_referrals(
 ) -> tuple[list[dict[str, Any]], int]:
     clause, params = scope_clause(principal)
     where = [clause]
-    params.update(offset=offset, limit=limit)
+    params.update(offset=offset, limit=limit, today=clock.today())
     for key, column in (("status", "r.status"), ("town_code", "r.town_code")):
         if filters.get(key):
             where.append(f"{column} = :{key}")
@@ -235,7 +240,7 @@ def list_referrals(
         where.append("r.department_code = :department_code")
         params["department_code"] = filters["department_code"]
     if filters.get("overdue") is not None:
-        late = "(r.due_on < CURRENT_DATE AND r.status NOT IN ('concluded', 'closed'))"
+        late = late_rule.referral_sql("r")
         where.append(late if filters["overdue"] else f"NOT {late}")
     sql_where = " AND ".join(where)
     total = session.scalar(
@@ -260,7 +265,10 @@ def get_referral(session: Session, referral_id: int, principal: Principal) -> di
     clause, params = scope_clause(principal)
     row = (
         session.execute(
-            bound(f"{_EVIDENCE} WHERE r.id = :id AND {clause}", {**params, "id": referral_id})
+            bound(
+                f"{_EVIDENCE} WHERE r.id = :id AND {clause}",
+                {**params, "id": referral_id, "today": clock.today()},
+            )
         )
         .mappings()
         .first()
@@ -383,7 +391,7 @@ def _after_conclusion(
                 "abnormal_removed_on = NULL, version = version + 1, updated_at = now() "
                 "WHERE id = :e"
             ),
-            {"why": ABNORMAL_REASON, "today": date.today(), "e": row["entity_id"]},
+            {"why": ABNORMAL_REASON, "today": clock.today(), "e": row["entity_id"]},
         )
         audit.record(
             session,
@@ -544,13 +552,18 @@ def stats(
                    round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM
                          r.concluded_at - r.created_at)) / 86400)::numeric, 2)::float8
                        AS median_days_to_feedback,
-                   count(*) FILTER (WHERE r.concluded_at IS NULL AND r.due_on < CURRENT_DATE)
-                       AS overdue
+                   count(*) FILTER (WHERE {late_rule.referral_sql("r")}) AS overdue
             FROM referral r JOIN finding f ON f.id = r.finding_id
             WHERE r.created_at >= :since AND r.created_at < :until_next AND {clause}
             GROUP BY {keys} ORDER BY {keys}
             """,
-            {**params, "since": since, "until_next": until + timedelta(days=1)},
+            {
+                **params,
+                # the period's days are business dates: from midnight there, not the session's
+                "since": clock.start_of(since),
+                "until_next": clock.start_of(until + timedelta(days=1)),
+                "today": clock.today(),
+            },
         )
     ).mappings()
     return [dict(r) for r in rows]

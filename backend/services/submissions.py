@@ -21,7 +21,7 @@ from backend.domain.tasks import (
     load_outcome,
     notice_text,
 )
-from backend.services import audit, referrals, routing, tasks
+from backend.services import audit, clock, referrals, routing, tasks
 from backend.services.errors import Conflict, InvalidInput, NotFound, ServiceError
 from backend.services.prepared import execute_prepared
 from backend.services.scope import Scope
@@ -429,12 +429,13 @@ def _notice(session: Session, task: Any, finding_id: int, finding: Any, deadline
     notice_id = session.scalar(
         text(
             "INSERT INTO written_notice (finding_id, entity_id, issued_on, deadline, "
-            "deadline_approximate, reinspection_task_id, text) VALUES (:f, :e, CURRENT_DATE, "
+            "deadline_approximate, reinspection_task_id, text) VALUES (:f, :e, :today, "
             ":d, :approx, :r, :text) RETURNING id"
         ),
         {
             "f": finding_id,
             "e": task["entity_id"],
+            "today": clock.today(),
             "d": deadline.due,
             "approx": deadline.approximate,
             "r": reinspection,

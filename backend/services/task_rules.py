@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from backend.domain.tasks import FIRST_INSPECTION_DAYS
 from backend.domain.workdays import Deadline
-from backend.services import tasks
+from backend.services import clock, tasks
 from backend.services.errors import InvalidInput
 
 ACTIVE = "e.status IN ('存续', '在业')"
@@ -40,7 +40,7 @@ def first_inspection(
             f"AND NOT EXISTS (SELECT 1 FROM patrol_task x WHERE x.entity_id = e.id "
             f"AND x.type = :type AND x.origin = :origin)"
         )
-        params.update(since=since or date.today() - timedelta(days=30), origin=origin)
+        params.update(since=since or clock.today() - timedelta(days=30), origin=origin)
     made = {}
     for task_type in ("address_check", "license_display"):
         made[task_type] = tasks.create_for_entities(
@@ -61,7 +61,7 @@ def licence_checks(session: Session, *, entity_ids: list[int] | None = None) -> 
         f"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(e.licences) l "
         f"    WHERE l->>'type' = r.permit_type "
         f"    AND (l->>'valid_to' IS NULL OR (l->>'valid_to' ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}$' "
-        f"      AND l->>'valid_to' >= CURRENT_DATE::text)))) "
+        f"      AND l->>'valid_to' >= :today_iso)))) "
         f"AND NOT EXISTS (SELECT 1 FROM patrol_task x WHERE x.entity_id = e.id "
         f"  AND x.type = 'license_check' "
         f"  AND x.created_at > now() - make_interval(days => :recheck))"
@@ -71,7 +71,11 @@ def licence_checks(session: Session, *, entity_ids: list[int] | None = None) -> 
         "license_check",
         "permit_required",
         select,
-        {"ids": entity_ids, "recheck": LICENCE_RECHECK_DAYS},
+        {
+            "ids": entity_ids,
+            "recheck": LICENCE_RECHECK_DAYS,
+            "today_iso": clock.today().isoformat(),
+        },
         due=due,
     )
     return {"license_check": made}
@@ -109,7 +113,7 @@ def annual_report_campaign(
 def check_campaign(year: int, start: date | None) -> date:
     """The campaign's start (default today), which must lie between 1 January and 30 June
     of the year after the reporting year."""
-    start = start or date.today()
+    start = start or clock.today()
     end = date(year + 1, 6, 30)
     if not date(year + 1, 1, 1) <= start <= end:
         raise InvalidInput(

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from backend.domain.tasks import QUEUED, TRANSITIONS
 from backend.domain.workdays import Deadline
-from backend.services import audit
+from backend.services import audit, clock
 from backend.services import calendar as workcal
+from backend.services import overdue as late_rule
 from backend.services.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from backend.services.prepared import execute_prepared
 from backend.services.scope import Scope, bound
@@ -182,7 +183,9 @@ def assign_queued(session: Session, tasks_sql: str, params: dict[str, Any] | Non
 
 
 def due_in(session: Session, working_days: int, start: date | None = None) -> Deadline:
-    return workcal.deadline(session, start or date.today(), working_days)
+    """The deadline `working_days` working days after `start` (default: today in the
+    business zone)."""
+    return workcal.deadline(session, start or clock.today(), working_days)
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,10 +410,10 @@ def _target_worker(
 # Reading
 # --------------------------------------------------------------------------------------------
 
-TASK_COLUMNS = """
+TASK_COLUMNS = f"""
 t.id, t.type, t.status, t.origin, t.campaign, t.entity_id, t.lead_id, t.finding_id,
 t.cell_code, t.community_code, t.town_code, t.assignee_id, t.due_on, t.due_approximate,
-t.due_on < CURRENT_DATE AND t.status NOT IN ('closed', 'cancelled') AS overdue,
+{late_rule.task_sql("t")} AS overdue,
 t.status_reason, t.checkin_at, t.checkin_distance_m, t.checkin_flag, t.version,
 t.created_at, t.updated_at
 """
@@ -430,7 +433,12 @@ def list_tasks(
     **filters: Any,
 ) -> tuple[list[dict[str, Any]], int]:
     where = [task_scope(scope)]
-    params: dict[str, Any] = {**scope.params, "offset": offset, "limit": limit}
+    params: dict[str, Any] = {
+        **scope.params,
+        "offset": offset,
+        "limit": limit,
+        "today": clock.today(),
+    }
     for key in ("type", "status", "cell_code", "community_code", "town_code", "assignee_id"):
         if filters.get(key) is not None:
             where.append(f"t.{key} = :{key}")
@@ -438,7 +446,7 @@ def list_tasks(
     if filters.get("queued"):
         where.append("t.status IN ('open', 'declined')")
     if filters.get("overdue") is not None:
-        late = "(t.due_on < CURRENT_DATE AND t.status NOT IN ('closed', 'cancelled'))"
+        late = late_rule.task_sql("t")
         where.append(late if filters["overdue"] else f"NOT {late}")
     if filters.get("campaign"):
         where.append("t.campaign = :campaign")
@@ -459,7 +467,7 @@ def list_tasks(
 # the phone's busiest statement: prepared once per connection
 _NEAR_ME = (
     "SELECT total, page FROM gp_near_me(CAST(:w AS int), CAST(:lon AS float8), "
-    "CAST(:lat AS float8), CAST(:offset AS int), CAST(:limit AS int))"
+    "CAST(:lat AS float8), CAST(:offset AS int), CAST(:limit AS int), CAST(:today AS date))"
 )
 
 
@@ -476,8 +484,15 @@ def near_me(
     ellipsoid; tasks without a point last), then by due date: one page as JSON text (written by
     PostgreSQL: measured cheaper than dumping rows in Python) and how many there are in all.
 
-    One call of `gp_near_me` (migration 0012), whose plans live as long as the connection."""
-    params = {"w": worker_id, "lon": lon, "lat": lat, "offset": offset, "limit": limit}
+    One call of `gp_near_me` (migrations 0012, 0016), whose plans live as long as the connection."""
+    params = {
+        "w": worker_id,
+        "lon": lon,
+        "lat": lat,
+        "offset": offset,
+        "limit": limit,
+        "today": clock.today(),
+    }
     total, page = execute_prepared(session, _NEAR_ME, params).one()
     return page, int(total)
 
@@ -491,7 +506,7 @@ def get_task(session: Session, task_id: int, scope: Scope) -> dict[str, Any]:
                 f"FROM patrol_task t LEFT JOIN market_entity e ON e.id = t.entity_id "
                 f"LEFT JOIN lead l ON l.id = t.lead_id "
                 f"WHERE t.id = :id AND {task_scope(scope)}",
-                {**scope.params, "id": task_id},
+                {**scope.params, "id": task_id, "today": clock.today()},
             )
         )
         .mappings()
