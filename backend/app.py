@@ -151,12 +151,13 @@ def register_blueprints(api: ProblemApi) -> None:
     from backend.api.audit import blp as audit_blp
     from backend.api.auth import blp as auth_blp
     from backend.api.calendar import blp as calendar_blp
+    from backend.api.departments import blp as departments_blp
     from backend.api.entities import blp as entities_blp
     from backend.api.grid import blp as grid_blp
     from backend.api.health import blp as health_blp
     from backend.api.outbox import blp as outbox_blp
     from backend.api.referrals import blp as referrals_blp
-    from backend.api.referrals import departments_blp, dispatch_blp, routing_blp
+    from backend.api.referrals import dispatch_blp, routing_blp
     from backend.api.tasks import blp as tasks_blp
     from backend.api.tasks import leads_blp
     from backend.api.users import blp as users_blp

@@ -541,3 +541,7 @@ main.add_command(calendar_group)
 from backend.cli_outbox import outbox_group  # noqa: E402  (a group of its own module)
 
 main.add_command(outbox_group)
+
+from backend.cli_departments import departments_group  # noqa: E402  (a group of its own module)
+
+main.add_command(departments_group)

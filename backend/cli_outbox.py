@@ -91,7 +91,7 @@ def outbox_list(
 
     with _session(ctx) as session:
         events, total = outbox.list_events(
-            session, status=status, department=department, limit=limit
+            session, status=status, department=department, limit=limit, with_policy_detail=True
         )
         session.rollback()
     for e in events:
@@ -99,6 +99,8 @@ def outbox_list(
             click.echo(json.dumps(e, ensure_ascii=False, default=str))
             continue
         error = f"  {e['last_error']}" if e["last_error"] else ""
+        if e.get("policy_detail"):
+            error += f" ({e['policy_detail']})"
         click.echo(
             f"{e['event_id']}  {e['status']:<9} {e['department'] or '-':<10} "
             f"{e['event_type']:<24} attempts {e['attempts']:<2} "

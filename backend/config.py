@@ -52,3 +52,10 @@ class Settings:
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def webhook_allow_from_env() -> str:
+    """GRIDPATROL_WEBHOOK_ALLOW: comma-separated CIDRs and host names that department webhooks
+    may reach over http and at private addresses (docs/webhooks.md); empty: public https only.
+    Read when asked (backend/services/webhook_policy.py), by the API and the outbox runner."""
+    return os.environ.get("GRIDPATROL_WEBHOOK_ALLOW", "")

@@ -1,6 +1,7 @@
 """The outbox to departments' own systems: what was sent, what failed, and replaying the
 dead-lettered events (admins; auditors may read). Departments' webhook secrets never
-appear here."""
+appear here; when the webhook policy refused a delivery, auditors read "refused by policy" and
+only admins see which address and why (`policy_detail`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from backend.api.blueprint import Blueprint
 from backend.api.fields import SafeString
-from backend.api.security import requires
+from backend.api.security import current_principal, requires
 from backend.services import outbox
 from backend.web import db_session
 
@@ -44,6 +45,13 @@ class OutboxEventSchema(Schema):
     attempts = fields.Integer()
     next_attempt_at = fields.DateTime()
     last_error = fields.String(allow_none=True)
+    policy_detail = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "admins only: which address the webhook policy refused and why "
+            '(last_error says "refused by policy")'
+        },
+    )
     created_at = fields.DateTime()
     delivered_at = fields.DateTime(allow_none=True)
 
@@ -80,6 +88,7 @@ class OutboxEvents(MethodView):
             department=args.get("department"),
             offset=pagination_parameters.first_item,
             limit=pagination_parameters.page_size,
+            with_policy_detail=current_principal().role == "admin",
         )
         pagination_parameters.item_count = total
         return events

@@ -1,5 +1,5 @@
-"""Referrals to departments, the routing rules that choose them, departments, and the
-dispatch center's queue."""
+"""Referrals to departments, the routing rules that choose them, and the dispatch center's
+queue (departments: backend/api/departments.py)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,6 @@ blp = Blueprint(
 )
 routing_blp = Blueprint(
     "routing", __name__, url_prefix="/api/v1/routing", description="Routing rules (谁审批谁监管)"
-)
-departments_blp = Blueprint(
-    "departments", __name__, url_prefix="/api/v1/departments", description="Departments"
 )
 dispatch_blp = Blueprint(
     "dispatch", __name__, url_prefix="/api/v1/dispatch", description="The dispatch center"
@@ -379,48 +376,6 @@ class Rule(MethodView):
         )
         session.commit()
         return rule, 200, {"ETag": f'"{rule["version"]}"'}
-
-
-class DepartmentSchema(Schema):
-    code = fields.String()
-    name = fields.String()
-    town_branches = fields.Boolean()
-    has_webhook = fields.Boolean()
-    webhook_url = fields.String(allow_none=True)
-    version = fields.Integer()
-
-
-class DepartmentPatch(Schema):
-    name = SafeString(validate=validate.Length(1, 100))
-    town_branches = fields.Boolean()
-    webhook_url = SafeString(
-        allow_none=True, validate=validate.URL(schemes={"http", "https"}, require_tld=False)
-    )
-    webhook_secret = SafeString(allow_none=True, load_only=True, validate=validate.Length(16, 200))
-
-
-@departments_blp.route("")
-class Departments(MethodView):
-    @requires(*READERS, "grid_worker")
-    @departments_blp.response(200, DepartmentSchema(many=True))
-    def get(self) -> list[dict[str, Any]]:
-        """Departments (webhook secrets are never shown)."""
-        return routing_rules.list_departments(db_session())
-
-
-@departments_blp.route("/<code>")
-class Department(MethodView):
-    @requires("admin")
-    @departments_blp.arguments(DepartmentPatch)
-    @departments_blp.response(200, DepartmentSchema)
-    def patch(self, body: dict[str, Any], code: str) -> Any:
-        """Set a department's name, town branches, webhook URL and secret (`If-Match`)."""
-        session = db_session()
-        row = routing_rules.update_department(
-            session, code, require_version(if_match_version(), "department"), body
-        )
-        session.commit()
-        return row, 200, {"ETag": f'"{row["version"]}"'}
 
 
 @dispatch_blp.route("/queue")

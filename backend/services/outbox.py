@@ -25,19 +25,27 @@ received, before parsing them — `verify_signature` below shows how. Answer any
 event is stored; anything else (or no answer within `TIMEOUT_S`) is retried with exponential
 backoff, and after `MAX_ATTEMPTS` the event is dead-lettered for an admin to replay.
 Redirects are not followed.
+
+Where a webhook may point is backend/services/webhook_policy.py's to say (docs/webhooks.md):
+`http_post` resolves the host once, checks every address and connects to a vetted one, with
+the original host in the Host header and TLS SNI. A delivery the policy refuses is a failed
+attempt whose `last_error` is "refused by policy" (auditors read that); which address and why
+is kept in `policy_detail`, shown to admins only.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import random
 import socket
+import ssl
 import time
 import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,7 +56,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.services import audit
+from backend.services import audit, webhook_policy
 from backend.services.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -178,29 +186,93 @@ def build_request(event: Claimed, *, timestamp: int | None = None) -> tuple[byte
 # --------------------------------------------------------------------------- HTTP
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer, not a delivery: the signed body never goes elsewhere."""
+class _PinnedHTTP(http.client.HTTPConnection):
+    """HTTP to one vetted address; `host` (the URL's) is what the Host header says."""
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to one vetted address; the URL's host is the SNI, the name the certificate must
+    carry, and the Host header."""
+
+    def __init__(
+        self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+        self._tls = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        try:
+            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float = TIMEOUT_S) -> int:
-    """POST with the standard library; the HTTP status (any), or an exception for a transport
-    failure (timeout, refused, DNS, TLS)."""
-    if not url.lower().startswith(("http://", "https://")):
-        raise ValueError("only http(s) webhook URLs are allowed")
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+def http_post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float = TIMEOUT_S,
+    *,
+    allow: webhook_policy.AllowList | None = None,
+    resolver: webhook_policy.Resolver | None = None,
+    context: ssl.SSLContext | None = None,
+) -> int:
+    """POST with the standard library to an address the policy accepts: the URL is checked,
+    its host resolved once (`resolver`, default `socket.getaddrinfo`) and every address
+    checked, then the connection goes to one of those addresses — never to a second lookup's.
+    The HTTP status (any: redirects are not followed); `webhook_policy.Refused` before any
+    connection; another exception for a transport failure (timeout, refused, DNS, TLS).
+    `allow` defaults to GRIDPATROL_WEBHOOK_ALLOW; `context` to the system's CAs."""
+    policy = allow if allow is not None else webhook_policy.allow_list_from_env()
+    target = webhook_policy.check_url(url, policy)
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            response.read(4096)  # let the server finish; what it says is not kept
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return int(exc.code)
+        addresses = webhook_policy.resolve(target, policy, resolver)
+    except socket.gaierror as exc:
+        raise urllib.error.URLError(exc) from exc
+    connection = _connect(target, addresses, timeout, context)
+    try:
+        connection.request("POST", target.path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(4096)  # let the server finish; what it says is not kept
+        return int(response.status)
+    finally:
+        connection.close()
+
+
+def _connect(
+    target: webhook_policy.Target,
+    addresses: list[tuple[int, str]],
+    timeout: float,
+    context: ssl.SSLContext | None,
+) -> http.client.HTTPConnection:
+    """A connection to the first vetted address that answers (a refused or unreachable one
+    is skipped: nothing was sent to it)."""
+    error: OSError | None = None
+    for _, address in addresses:
+        connection: http.client.HTTPConnection
+        if target.https:
+            tls = context or ssl.create_default_context()
+            connection = _PinnedHTTPS(target.host, target.port, address, timeout, tls)
+        else:
+            connection = _PinnedHTTP(target.host, target.port, address, timeout)
+        try:
+            connection.connect()
+            return connection
+        except OSError as exc:
+            connection.close()
+            error = exc
+    raise urllib.error.URLError(error or OSError("no address to connect to"))
 
 
 def _describe(exc: BaseException) -> str:
@@ -299,6 +371,7 @@ def deliver_due(
     timeout: float = TIMEOUT_S,
     lease_s: float = LEASE_S,
     max_attempts: int = MAX_ATTEMPTS,
+    allow: webhook_policy.AllowList | None = None,
 ) -> dict[str, int]:
     """Claim, POST and record one batch of due events; counts by outcome.
 
@@ -306,8 +379,11 @@ def deliver_due(
     is (tests); `department` limits the run to one department. Results are recorded only if
     the claim is still this runner's (same `attempts`), so a runner that outlived its lease
     cannot overwrite a newer claim; a POST is not started unless it can end within the lease,
-    so two runners never send one event at the same time."""
-    send = post or http_post
+    so two runners never send one event at the same time. Every URL is checked against the
+    webhook policy (`allow`, default GRIDPATROL_WEBHOOK_ALLOW) before `post` is called; the
+    default `post` also checks the addresses it connects to."""
+    policy = allow if allow is not None else webhook_policy.allow_list_from_env()
+    send = post or functools.partial(http_post, allow=policy)
     lease_s = max(lease_s, 3 * timeout + 10)  # room for at least one POST per claim
     started = time.monotonic()
     events = claim(sessions, batch=batch, now=now, lease_s=lease_s, department=department)
@@ -324,42 +400,50 @@ def deliver_due(
         if time.monotonic() - started + 2 * timeout + 5 > lease_s:
             counts["released"] = _release(sessions, events[index:], now)
             break
-        outcome, error = _attempt(event, send, timeout)
+        outcome, error, detail = _attempt(event, send, timeout, policy)
         if outcome == "failed":
             outcome = "dead" if event.attempts >= max_attempts else "retrying"
-        if _record(sessions, event, outcome, error, now):
+        if _record(sessions, event, outcome, error, detail, now):
             counts[outcome] += 1
         else:
             counts["stale"] += 1
     return counts
 
 
-def _attempt(event: Claimed, send: Post, timeout: float) -> tuple[str, str | None]:
+def _attempt(
+    event: Claimed, send: Post, timeout: float, policy: webhook_policy.AllowList
+) -> tuple[str, str | None, str | None]:
+    """(outcome, last_error, policy_detail) of one attempt."""
     if not event.webhook_url:
-        return "skipped", "the department has no webhook_url"
+        return "skipped", "the department has no webhook_url", None
     if not event.webhook_secret:
-        return "failed", "the department has no webhook_secret; nothing was sent"
+        return "failed", "the department has no webhook_secret; nothing was sent", None
     if not event.webhook_url.lower().startswith(("http://", "https://")):
-        return "failed", "the webhook_url is not http(s); nothing was sent"
+        return "failed", "the webhook_url is not http(s); nothing was sent", None
     body, headers = build_request(event)
     try:
+        webhook_policy.check_url(event.webhook_url, policy)
         status = send(event.webhook_url, body, headers, timeout)
+    except webhook_policy.Refused as exc:  # nothing was sent
+        log.warning("outbox event %s refused by policy: %s", event.event_id, exc.reason)
+        return "failed", webhook_policy.REFUSED, exc.reason[:MAX_ERROR_CHARS]
     except Exception as exc:  # any transport failure is a failed attempt, never a crash
-        return "failed", _describe(exc)[:MAX_ERROR_CHARS]
+        return "failed", _describe(exc)[:MAX_ERROR_CHARS], None
     if 200 <= status < 300:
-        return "delivered", None
-    return "failed", f"HTTP {status}"
+        return "delivered", None, None
+    return "failed", f"HTTP {status}", None
 
 
 _RECORD = {
     "delivered": (
-        "status = 'delivered', delivered_at = now(), last_error = NULL",
+        "status = 'delivered', delivered_at = now(), last_error = NULL, policy_detail = NULL",
         False,
     ),
-    "skipped": ("status = 'skipped', last_error = :error", False),
-    "dead": ("status = 'dead', last_error = :error", False),
+    "skipped": ("status = 'skipped', last_error = :error, policy_detail = :detail", False),
+    "dead": ("status = 'dead', last_error = :error, policy_detail = :detail", False),
     "retrying": (
-        "last_error = :error, next_attempt_at = COALESCE(CAST(:now AS timestamptz), now()) "
+        "last_error = :error, policy_detail = :detail, "
+        "next_attempt_at = COALESCE(CAST(:now AS timestamptz), now()) "
         "+ CAST(:delay AS float8) * interval '1 second'",
         True,
     ),
@@ -371,6 +455,7 @@ def _record(
     event: Claimed,
     outcome: str,
     error: str | None,
+    detail: str | None,
     now: datetime | None,
 ) -> bool:
     assignments, delayed = _RECORD[outcome]
@@ -384,6 +469,7 @@ def _record(
                 "id": event.id,
                 "attempts": event.attempts,
                 "error": error,
+                "detail": detail,
                 "now": now,
                 "delay": backoff_s(event.attempts) if delayed else None,
             },
@@ -429,7 +515,7 @@ def replay_events(session: Session, event_ids: Iterable[uuid.UUID | str]) -> lis
             "  ORDER BY id FOR UPDATE"
             ") "
             "UPDATE outbox_event o SET status = 'pending', attempts = 0, "
-            "  next_attempt_at = now(), last_error = NULL "
+            "  next_attempt_at = now(), last_error = NULL, policy_detail = NULL "
             "FROM old WHERE o.id = old.id AND o.status = 'dead' "
             "RETURNING o.event_id, old.attempts, old.last_error"
         ),
@@ -472,8 +558,12 @@ def list_events(
     department: str | None = None,
     offset: int = 0,
     limit: int = 50,
+    *,
+    with_policy_detail: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Events newest first, with their payloads (never a department's secret); the total."""
+    """Events newest first, with their payloads (never a department's secret); the total.
+    `policy_detail` (which address the webhook policy refused, and why) only when asked:
+    admins see it, auditors read "refused by policy" in `last_error`."""
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of: {', '.join(STATUSES)}.")
     where, params = ["true"], {}
@@ -489,8 +579,9 @@ def list_events(
         session.execute(
             text(
                 "SELECT event_id, department_code AS department, event_type, payload, status, "
-                "attempts, next_attempt_at, last_error, created_at, delivered_at "
-                f"FROM outbox_event WHERE {clause} ORDER BY created_at DESC, id DESC "
+                "attempts, next_attempt_at, last_error, created_at, delivered_at"
+                + (", policy_detail " if with_policy_detail else " ")
+                + f"FROM outbox_event WHERE {clause} ORDER BY created_at DESC, id DESC "
                 "OFFSET :offset LIMIT :limit"
             ),
             {**params, "offset": offset, "limit": limit},

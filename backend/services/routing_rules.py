@@ -1,4 +1,6 @@
-"""Routing rules and departments as data: read, explain, edit (admins; audited)."""
+"""Routing rules as data: read, explain, edit (admins; audited). Departments are
+backend/services/departments.py's (`list_departments` and `update_department` are re-exported
+here for older callers)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from backend.services import audit, routing
 from backend.services.auth import Principal
-from backend.services.errors import InvalidInput, NotFound
+from backend.services.departments import list_departments, require_active, update_department
+from backend.services.errors import NotFound
 from backend.services.versioning import versioned_update
 
 _RULE_COLUMNS = (
@@ -97,13 +100,19 @@ def _rule(session: Session, rule_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def _check_department(session: Session, code: str) -> None:
-    if not session.scalar(text("SELECT 1 FROM department WHERE code = :c"), {"c": code}):
-        raise InvalidInput(f"No department {code}.")
+__all__ = [
+    "create_rule",
+    "explain",
+    "list_departments",
+    "list_rules",
+    "update_department",
+    "update_rule",
+]
 
 
 def create_rule(session: Session, values: dict[str, Any]) -> dict[str, Any]:
-    _check_department(session, values["department_code"])
+    """Add a rule (audited); 422 when its department is unknown or inactive."""
+    require_active(session, values["department_code"])
     cols = [c for c in _RULE_FIELDS if c in values]
     rule_id = session.scalar(
         text(
@@ -121,50 +130,11 @@ def update_rule(
 ) -> dict[str, Any]:
     before = _rule(session, rule_id)
     if "department_code" in changes:
-        _check_department(session, changes["department_code"])
+        require_active(session, changes["department_code"])
+    elif changes.get("active") and not before["active"]:
+        require_active(session, before["department_code"])  # no live rule to a closed one
     sets = ", ".join(f"{c} = :{c}" for c in changes)
     versioned_update(session, "routing_rule", rule_id, expected, sets, changes, "routing rule")
     after = _rule(session, rule_id)
     audit.record(session, "update", "routing_rule", rule_id, before, after)
     return after
-
-
-_DEPARTMENT = (
-    "SELECT code, name, town_branches, webhook_url, webhook_url IS NOT NULL AS has_webhook, "
-    "version FROM department"
-)
-
-
-def list_departments(session: Session) -> list[dict[str, Any]]:
-    return [dict(r) for r in session.execute(text(f"{_DEPARTMENT} ORDER BY code")).mappings()]
-
-
-def update_department(
-    session: Session, code: str, expected: int, changes: dict[str, Any]
-) -> dict[str, Any]:
-    row = session.execute(text(f"{_DEPARTMENT} WHERE code = :c"), {"c": code}).mappings().first()
-    if row is None:
-        raise NotFound(f"No department {code}.")
-    sets = ", ".join(f"{c} = :{c}" for c in changes)
-    new = session.scalar(
-        text(
-            f"UPDATE department SET {sets}{', ' if sets else ''}version = version + 1, "
-            f"updated_at = now() WHERE code = :code AND version = :v RETURNING version"
-        ),
-        {**changes, "code": code, "v": expected},
-    )
-    if new is None:
-        from backend.services.errors import PreconditionFailed
-
-        raise PreconditionFailed(f"Department {code} has changed since version {expected}.")
-    shown = {k: ("(set)" if k == "webhook_secret" and v else v) for k, v in changes.items()}
-    audit.record(
-        session,
-        "update",
-        "department",
-        code,
-        changes={k: {"from": row.get(k), "to": v} for k, v in shown.items()},
-    )
-    return dict(
-        session.execute(text(f"{_DEPARTMENT} WHERE code = :c"), {"c": code}).mappings().one()
-    )

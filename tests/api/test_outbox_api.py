@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from backend.services import outbox
+from backend.services import audit, outbox
 from tests.conftest import make_token
 
 SECRET = "very-secret-webhook-key-0123456789"
@@ -25,6 +25,7 @@ def events(session) -> dict[str, Any]:
         ),
         {"s": SECRET},
     )
+    audit.record(session, "create", "department", "TAPIHOOK", changes={})
     ids = [
         outbox.emit(session, "TAPIHOOK", "referral.created", {"referral_id": i, "名称": "店"})
         for i in range(3)
@@ -166,3 +167,24 @@ def test_who_may(client, session, events):
         text("SELECT status FROM outbox_event WHERE event_id = :e"), {"e": str(events["dead"])}
     )
     assert status == "dead"
+
+
+def test_only_admins_see_why_the_webhook_policy_refused(client, session, admin_headers, events):
+    detail = "127.0.0.1 is a loopback address and it is not in GRIDPATROL_WEBHOOK_ALLOW"
+    session.execute(
+        text(
+            "UPDATE outbox_event SET last_error = 'refused by policy', policy_detail = :d "
+            "WHERE event_id = :e"
+        ),
+        {"d": detail, "e": str(events["dead"])},
+    )
+    session.commit()
+    url = "/api/v1/outbox?status=dead&department=TAPIHOOK"
+    (admin_view,) = client.get(url, headers=admin_headers).get_json()
+    assert admin_view["last_error"] == "refused by policy"
+    assert admin_view["policy_detail"] == detail
+    auditor = client.get(url, headers=headers_for(client, session, "auditor"))
+    (auditor_view,) = auditor.get_json()
+    assert auditor_view["last_error"] == "refused by policy"
+    assert "policy_detail" not in auditor_view
+    assert "127.0.0.1" not in auditor.get_data(as_text=True)

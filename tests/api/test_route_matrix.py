@@ -116,6 +116,8 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/v1/routing/rules"): frozenset({"admin"}),
     ("PATCH", "/api/v1/routing/rules/<int:rule_id>"): frozenset({"admin"}),
     ("GET", "/api/v1/departments"): ALL,
+    ("POST", "/api/v1/departments"): frozenset({"admin"}),
+    ("GET", "/api/v1/departments/<code>"): ALL,
     ("PATCH", "/api/v1/departments/<code>"): frozenset({"admin"}),
     ("GET", "/api/v1/dispatch/queue"): WRITERS,
     ("GET", "/api/v1/attachments/<int:attachment_id>"): NOT_FOUND_FOR_OTHERS,

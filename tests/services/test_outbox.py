@@ -2,7 +2,11 @@
 checks signatures the way a department would.
 
 `deliver_due` opens its own sessions and commits, so these tests commit their rows (a
-department with a unique code pointing at the local server) and delete them afterwards."""
+department with a unique code pointing at the local server) and delete them afterwards.
+
+The local server is on 127.0.0.1, which the webhook policy refuses unless it is allow-listed:
+every test here runs with GRIDPATROL_WEBHOOK_ALLOW=127.0.0.1/32 (the `allow_local` fixture),
+except those that show what happens without it."""
 
 from __future__ import annotations
 
@@ -27,6 +31,17 @@ from backend.services import audit, outbox
 from backend.services.errors import InvalidInput
 
 SECRET = "dept-secret-" + "s" * 24
+
+
+@pytest.fixture(autouse=True)
+def allow_local(monkeypatch) -> None:
+    """The local test server's address, allow-listed as an operator would."""
+    monkeypatch.setenv("GRIDPATROL_WEBHOOK_ALLOW", "127.0.0.1/32")
+
+
+def audited(s: Session, code: str, action: str = "update") -> None:
+    """The audit event a department write needs in its transaction (raw SQL writes here)."""
+    audit.record(s, action, "department", code, changes={"test": {"from": None, "to": action}})
 
 
 class Receiver:
@@ -106,10 +121,11 @@ def department(sessions) -> Iterator[Any]:
             s.execute(
                 text(
                     "INSERT INTO department (code, name, webhook_url, webhook_secret) "
-                    "VALUES (:c, '测试部门', :u, :s)"
+                    "VALUES (:c, '测试部门 ' || :c, :u, :s)"
                 ),
                 {"c": code, "u": url, "s": secret},
             )
+            audited(s, code, "create")
             s.commit()
         codes.append(code)
         return code
@@ -118,6 +134,8 @@ def department(sessions) -> Iterator[Any]:
     with sessions() as s:
         s.execute(text("DELETE FROM outbox_event WHERE department_code = ANY(:c)"), {"c": codes})
         s.execute(text("DELETE FROM department WHERE code = ANY(:c)"), {"c": codes})
+        for code in codes:
+            audited(s, code, "delete")
         s.commit()
 
 
@@ -206,6 +224,8 @@ def test_emit_without_a_webhook_is_skipped(session):
         ),
         {"s": SECRET},
     )
+    audited(session, "TNOHOOK", "create")
+    audited(session, "THOOK", "create")
     skipped = outbox.emit(session, "TNOHOOK", "referral.created", {"referral_id": 1})
     nobody = outbox.emit(session, None, "system.note", {"n": 1})
     pending = outbox.emit(session, "THOOK", "referral.created", {"referral_id": 1})
@@ -344,6 +364,7 @@ def test_a_down_server_dead_letters_after_the_limit_then_replay(sessions, depart
             text("UPDATE department SET webhook_url = :u WHERE code = :c"),
             {"u": receiver.url, "c": code},
         )
+        audited(s, code)
         audit.set_actor(s, audit.Actor(None, "outbox-test-admin", "admin"))
         assert outbox.replay(s, [event_id, uuid.uuid4()]) == 1
         s.commit()
@@ -388,13 +409,14 @@ def test_a_wrong_secret_is_refused_by_the_receiver(sessions, department, receive
 
 
 def test_dns_failure_and_missing_webhook_at_delivery_time(sessions, department):
-    code = department("http://no-such-host.invalid/hook")
+    code = department("https://no-such-host.invalid/hook")
     (failing,) = emit_committed(sessions, code)
     assert outbox.deliver_due(sessions, department=code)["retrying"] == 1
     assert row(sessions, failing).last_error.startswith(("DNS lookup failed", "connection"))
     # the webhook is removed after the event was queued: it is skipped, not sent
     with sessions() as s:
         s.execute(text("UPDATE department SET webhook_url = NULL WHERE code = :c"), {"c": code})
+        audited(s, code)
         s.execute(
             text("UPDATE outbox_event SET next_attempt_at = now() WHERE event_id = :e"),
             {"e": str(failing)},
@@ -520,3 +542,261 @@ def test_cli_run_list_and_replay(sessions, department, receiver):
     assert "replayed 0 of 1" in result.output and "not replayed" in result.output
     result = runner.invoke(outbox_group, ["replay", "not-a-uuid"], obj=obj)
     assert result.exit_code == 2
+
+
+# --------------------------------------------------------------------------- webhook policy
+
+
+def policy_row(sessions, event_id: uuid.UUID) -> Any:
+    with sessions() as s:
+        return s.execute(
+            text(
+                "SELECT status, attempts, last_error, policy_detail FROM outbox_event "
+                "WHERE event_id = :e"
+            ),
+            {"e": str(event_id)},
+        ).one()
+
+
+def test_without_the_allow_list_a_loopback_webhook_is_refused_and_never_called(
+    sessions, department, receiver, monkeypatch
+):
+    monkeypatch.delenv("GRIDPATROL_WEBHOOK_ALLOW")
+    port = receiver.server.server_address[1]
+    urls = {
+        receiver.url: "127.0.0.1 is a loopback address",
+        f"https://127.0.0.1:{port}/hook": "127.0.0.1 is a loopback address",
+        f"http://localhost:{port}/hook": "localhost is a local name",
+        f"http://sub.localhost:{port}/hook": "sub.localhost is a local name",
+        f"http://2130706433:{port}/hook": "numeric host",
+        f"http://0x7f.1:{port}/hook": "numeric host",
+        f"http://017700000001:{port}/hook": "numeric host",
+        f"http://[::ffff:127.0.0.1]:{port}/hook": "loopback address",
+        f"https://0.0.0.0:{port}/hook": "unspecified address",
+        "https://169.254.169.254/latest/meta-data/": "link-local address",
+        "https://10.1.2.3/hook": "private address",
+        "https://100.64.0.1/hook": "private address",
+    }
+    events = {}
+    for url in urls:
+        code = department(url)
+        (events[url],) = emit_committed(sessions, code)
+        counts = outbox.deliver_due(sessions, department=code)
+        assert counts["retrying"] == 1, (url, counts)
+    assert receiver.requests == []  # no connection was made for any of them
+    for url, why in urls.items():
+        r = policy_row(sessions, events[url])
+        assert (r.status, r.attempts, r.last_error) == ("pending", 1, "refused by policy"), url
+        assert why in r.policy_detail, (url, r.policy_detail)
+    # what an auditor reads (list_events without the detail) says only "refused by policy"
+    with sessions() as s:
+        listed = [outbox.list_events(s, department=c)[0] for c in codes_of(s, events)]
+    mine = [e for page in listed for e in page]
+    assert mine and all("policy_detail" not in e for e in mine)
+    assert {e["last_error"] for e in mine} == {"refused by policy"}
+
+
+def test_allow_listing_the_address_lets_the_retry_through(
+    sessions, department, receiver, monkeypatch
+):
+    monkeypatch.delenv("GRIDPATROL_WEBHOOK_ALLOW")
+    code = department(receiver.url)
+    (event_id,) = emit_committed(sessions, code)
+    assert outbox.deliver_due(sessions, department=code)["retrying"] == 1
+    r = policy_row(sessions, event_id)
+    assert r.last_error == "refused by policy" and "127.0.0.1" in r.policy_detail
+    assert receiver.requests == []
+    # the operator allow-lists the network; the retry is delivered and the detail cleared
+    monkeypatch.setenv("GRIDPATROL_WEBHOOK_ALLOW", "10.0.0.0/8, 127.0.0.0/8")
+    later = db_now(sessions) + timedelta(hours=1)
+    assert outbox.deliver_due(sessions, department=code, now=later)["delivered"] == 1
+    r = policy_row(sessions, event_id)
+    assert (r.status, r.last_error, r.policy_detail) == ("delivered", None, None)
+    assert receiver.hits() == Counter({str(event_id): 1})
+
+
+def test_a_refused_url_is_never_handed_to_the_sender(sessions, department, monkeypatch):
+    monkeypatch.delenv("GRIDPATROL_WEBHOOK_ALLOW")
+    code = department("http://127.0.0.1:9/never-called")
+    (event_id,) = emit_committed(sessions, code)
+    called: list[str] = []
+
+    def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        called.append(url)
+        return 200
+
+    assert outbox.deliver_due(sessions, department=code, post=post)["retrying"] == 1
+    assert called == []
+    assert policy_row(sessions, event_id).last_error == "refused by policy"
+
+
+def codes_of(s: Session, events: dict[str, uuid.UUID]) -> list[str]:
+    return list(
+        s.scalars(
+            text(
+                "SELECT DISTINCT department_code FROM outbox_event "
+                "WHERE event_id = ANY(CAST(:e AS uuid[]))"
+            ),
+            {"e": [str(e) for e in events.values()]},
+        )
+    )
+
+
+def fake_resolver(answers: list[str], calls: list[str]):
+    """getaddrinfo for names no DNS knows: each lookup answers `answers` and is counted."""
+
+    def resolve(host: str, port: int, *args: Any) -> list[tuple[Any, ...]]:
+        calls.append(host)
+        return [
+            (
+                socket.AF_INET6 if ":" in a else socket.AF_INET,
+                socket.SOCK_STREAM,
+                6,
+                "",
+                (a, port, 0, 0) if ":" in a else (a, port),
+            )
+            for a in answers
+        ]
+
+    return resolve
+
+
+def test_a_name_that_resolves_to_loopback_is_refused_before_connecting(receiver):
+    from backend.services import webhook_policy
+
+    port = receiver.server.server_address[1]
+    for answers in (["127.0.0.1"], ["93.184.216.34", "127.0.0.1"], ["::1"], ["10.9.8.7"]):
+        calls: list[str] = []
+        with pytest.raises(webhook_policy.Refused) as refused:
+            outbox.http_post(
+                f"https://hooks.dept.example:{port}/hook",
+                b"{}",
+                {},
+                2.0,
+                allow=webhook_policy.AllowList(),
+                resolver=fake_resolver(answers, calls),
+            )
+        assert calls == ["hooks.dept.example"]
+        assert "hooks.dept.example resolves to" in refused.value.reason
+    assert receiver.requests == []
+
+
+def test_the_connection_goes_to_the_vetted_address_with_the_original_host(receiver):
+    """One lookup; the connection is made to the address that was checked (no second lookup a
+    rebinding DNS could answer differently), with the URL's host in the Host header."""
+    from backend.services import webhook_policy
+
+    port = receiver.server.server_address[1]
+    calls: list[str] = []
+    allow = webhook_policy.AllowList.parse("hooks.dept.example, 127.0.0.1/32")
+    body, headers = b'{"x":1}', {"Content-Type": "application/json"}
+    status = outbox.http_post(
+        f"http://hooks.dept.example:{port}/hooks/gridpatrol?v=1",
+        body,
+        {**headers, "X-Gridpatrol-Signature": "sha256=00"},
+        2.0,
+        allow=allow,
+        resolver=fake_resolver(["127.0.0.1"], calls),
+    )
+    assert status == 401  # the receiver checks signatures; it was reached
+    assert calls == ["hooks.dept.example"]
+    (request,) = receiver.requests
+    assert request["headers"]["Host"] == f"hooks.dept.example:{port}"
+    assert request["body"] == body
+    # a host name alone on the list unlocks http and private addresses, not loopback
+    with pytest.raises(webhook_policy.Refused, match="loopback"):
+        outbox.http_post(
+            f"http://hooks.dept.example:{port}/",
+            body,
+            headers,
+            2.0,
+            allow=webhook_policy.AllowList.parse("hooks.dept.example"),
+            resolver=fake_resolver(["127.0.0.1"], []),
+        )
+    assert len(receiver.requests) == 1
+
+
+def test_https_to_the_vetted_address_checks_the_certificate_for_the_url_host(tmp_path):
+    """TLS to the pinned address sends the URL's host as SNI and checks the certificate
+    against it: a certificate for hooks.dept.test is good for https://hooks.dept.test, and not
+    for the same server reached as https://127.0.0.1."""
+    import ssl
+    import subprocess
+
+    from backend.services import webhook_policy
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2"),
+            *("-subj", "/CN=hooks.dept.test", "-addext", "subjectAltName=DNS:hooks.dept.test"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    seen: dict[str, Any] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen["host"] = self.headers["Host"]
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+
+    def sni(sock: Any, name: str | None, ctx: Any) -> None:
+        seen["sni"] = name
+
+    server_tls.sni_callback = sni
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        client_tls = ssl.create_default_context(cafile=str(cert))
+        allow = webhook_policy.AllowList.parse("127.0.0.1/32")  # the address, not the name
+        status = outbox.http_post(
+            f"https://hooks.dept.test:{port}/hook",
+            b"{}",
+            {"Content-Type": "application/json"},
+            5.0,
+            allow=allow,
+            resolver=fake_resolver(["127.0.0.1"], []),
+            context=client_tls,
+        )
+        assert status == 204
+        assert seen == {"sni": "hooks.dept.test", "host": f"hooks.dept.test:{port}"}
+        with pytest.raises(Exception, match=r"CERTIFICATE_VERIFY_FAILED|match"):
+            outbox.http_post(
+                f"https://127.0.0.1:{port}/hook", b"{}", {}, 5.0, allow=allow, context=client_tls
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_is_an_answer_not_followed(sessions, department):
+    receiver = Receiver(statuses=[302])
+    try:
+        code = department(receiver.url)
+        (event_id,) = emit_committed(sessions, code)
+        assert outbox.deliver_due(sessions, department=code)["retrying"] == 1
+        assert policy_row(sessions, event_id).last_error == "HTTP 302"
+        assert len(receiver.requests) == 1
+    finally:
+        receiver.close()

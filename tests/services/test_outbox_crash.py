@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.services import outbox
+from backend.services import audit, outbox
 
 SECRET = "crash-test-secret-" + "k" * 24
 REPO = Path(__file__).resolve().parents[2]
@@ -147,6 +147,12 @@ def sessions(engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+@pytest.fixture(autouse=True)
+def allow_local(monkeypatch) -> None:
+    """The receivers run on 127.0.0.1: allow-listed (the spawned runner inherits it)."""
+    monkeypatch.setenv("GRIDPATROL_WEBHOOK_ALLOW", "127.0.0.1/32")
+
+
 @pytest.fixture()
 def receivers() -> Iterator[Callable[..., Receiver]]:
     """make(**kwargs) -> a running Receiver; all shut down afterwards."""
@@ -176,10 +182,11 @@ def department(sessions) -> Iterator[Callable[[str], str]]:
             s.execute(
                 text(
                     "INSERT INTO department (code, name, webhook_url, webhook_secret) "
-                    "VALUES (:c, '崩溃测试部门', :u, :s)"
+                    "VALUES (:c, '崩溃测试部门 ' || :c, :u, :s)"
                 ),
                 {"c": code, "u": url, "s": SECRET},
             )
+            audit.record(s, "create", "department", code, changes={})
             s.commit()
         return code
 
@@ -194,6 +201,8 @@ def department(sessions) -> Iterator[Callable[[str], str]]:
                     text("DELETE FROM outbox_event WHERE department_code = ANY(:c)"), {"c": codes}
                 )
                 s.execute(text("DELETE FROM department WHERE code = ANY(:c)"), {"c": codes})
+                for code in codes:
+                    audit.record(s, "delete", "department", code, changes={})
                 s.commit()
 
 
