@@ -316,9 +316,9 @@ def act(
             raise InvalidInput("Name the department to re-route to.")
         branch = town_code if _has_branches(session, department_code) else None
         if not session.scalar(
-            text("SELECT 1 FROM department WHERE code = :d"), {"d": department_code}
+            text("SELECT 1 FROM department WHERE code = :d AND active"), {"d": department_code}
         ):
-            raise InvalidInput(f"No department {department_code}.")
+            raise InvalidInput(f"No active department {department_code}.")
         sets.append("department_code = :dept, town_code = COALESCE(:branch, r.town_code)")
         params.update(dept=department_code, branch=branch)
         changes["department_code"] = {"from": None, "to": department_code}

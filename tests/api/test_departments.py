@@ -341,6 +341,13 @@ def test_deactivating_a_department_rules_point_at_is_409(client, roles, session)
         resp = client.open(url, method=method, json=body, headers=headers)
         assert resp.status_code == 422, (url, body, resp.get_json())
         assert "inactive" in resp.get_json()["detail"]
+    # nor may a dispatcher re-route a referral to it
+    rerouted = client.post(
+        "/api/v1/referrals/999999/reroute",
+        json={"department_code": "MARITIME", "reason": "海事归海事局"},
+        headers={**admin, "If-Match": '"1"'},
+    )
+    assert rerouted.status_code == 422 and "No active department" in rerouted.get_json()["detail"]
     unknown = client.post(
         "/api/v1/routing/rules",
         json={"finding_type": "boat", "time_limit_days": 5, "department_code": "NOSUCH"},
