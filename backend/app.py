@@ -156,6 +156,7 @@ def register_blueprints(api: ProblemApi) -> None:
     from backend.api.grid import blp as grid_blp
     from backend.api.health import blp as health_blp
     from backend.api.outbox import blp as outbox_blp
+    from backend.api.permit_types import blp as permit_types_blp
     from backend.api.referrals import blp as referrals_blp
     from backend.api.referrals import dispatch_blp, routing_blp
     from backend.api.tasks import blp as tasks_blp
@@ -180,6 +181,7 @@ def register_blueprints(api: ProblemApi) -> None:
         attachments_blp,
         routing_blp,
         departments_blp,
+        permit_types_blp,
         dispatch_blp,
         outbox_blp,
         mobile_auth_blp,

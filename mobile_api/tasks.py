@@ -15,7 +15,7 @@ from backend.api.blueprint import Blueprint
 from backend.api.fields import Crs, SafeString
 from backend.api.security import current_principal, current_scope, requires
 from backend.api.task_schemas import TaskDetailSchema
-from backend.services import attachments, leads, submissions, tasks
+from backend.services import attachments, leads, permit_types, submissions, tasks
 from backend.services.errors import InvalidInput
 from backend.services.storage import storage_from_env
 from backend.web import db_session, read_only
@@ -220,9 +220,47 @@ class Task(MethodView):
     @requires(WORKER)
     @blp.response(200, TaskDetailSchema)
     def get(self, task_id: int) -> Any:
-        """One of your tasks: its entity, earlier submissions and findings for it."""
-        task = tasks.get_task(db_session(), task_id, current_scope())
+        """One of your tasks: its entity, earlier submissions and findings for it; for a
+        `license_check`, `permit_types`: the permits the entity's industry needs (the pick list
+        for `permits_needed` / `permits_shown`; all codes: `GET /permit-types`)."""
+        session = db_session()
+        task = tasks.get_task(session, task_id, current_scope())
+        industry = (task.get("entity") or {}).get("industry_code")
+        if task["type"] == "license_check":
+            task["permit_types"] = (
+                permit_types.list_permit_types(session, industry=industry) if industry else []
+            )
         return task, 200, {"ETag": f'"{task["version"]}"'}
+
+
+class PermitTypeQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    industry = SafeString(
+        validate=validate.Regexp(r"^[0-9]{1,4}$", error="a GB/T 4754 industry code, e.g. 5251"),
+        metadata={"description": "only the permits this industry code needs"},
+    )
+
+
+class PermitTypeItem(Schema):
+    code = fields.String()
+    name = fields.String()
+    aliases = fields.List(fields.String())
+    department_code = fields.String()
+    department_name = fields.String()
+
+
+@blp.route("/permit-types")
+class PermitTypes(MethodView):
+    @read_only
+    @requires(WORKER)
+    @blp.arguments(PermitTypeQuery, location="query")
+    @blp.response(200, PermitTypeItem(many=True))
+    def get(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The permit types to pick from in a `license_check` outcome (send their codes), all
+        of them or, with `industry`, those that industry needs."""
+        return permit_types.list_permit_types(db_session(), industry=args.get("industry"))
 
 
 def _act(task_id: int, action: str, reason: str | None = None) -> dict[str, Any]:

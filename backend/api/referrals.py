@@ -301,7 +301,10 @@ class Close(MethodView):
 class ExplainBody(Schema):
     finding_id = fields.Integer(validate=validate.Range(1, 2**62))
     finding_type = SafeString(validate=validate.Length(1, 40))
-    permit_type = SafeString(validate=validate.Length(1, 60))
+    permit_type = SafeString(
+        validate=validate.Length(1, 60),
+        metadata={"description": "a permit type code (a name or alias is taken as its code)"},
+    )
     industry_code = SafeString(validate=validate.Regexp(r"^[0-9]{4}$"))
     town_code = SafeString(validate=TOWN)
 
@@ -325,13 +328,22 @@ class Explain(MethodView):
 class RuleSchema(Schema):
     id = fields.Integer(dump_only=True)
     finding_type = SafeString(required=True, validate=validate.Length(1, 40))
-    permit_type = SafeString(allow_none=True, validate=validate.Length(1, 60))
+    permit_type = SafeString(
+        allow_none=True,
+        validate=validate.Length(1, 60),
+        metadata={"description": "a permit type code (GET /api/v1/permit-types)"},
+    )
     industry_prefix = SafeString(allow_none=True, validate=validate.Regexp(r"^[0-9]{1,4}$"))
     department_code = SafeString(required=True, validate=CODE)
     time_limit_days = fields.Integer(required=True, validate=validate.Range(1, 365))
     priority = fields.Integer(load_default=0, validate=validate.Range(-1000, 1000))
     active = fields.Boolean(load_default=True)
     note = SafeString(allow_none=True, validate=validate.Length(max=500))
+    legal_basis = SafeString(
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"description": "the law that makes the finding this department's"},
+    )
     misses = fields.Integer(dump_only=True, metadata={"description": "referrals returned"})
     version = fields.Integer(dump_only=True)
 
@@ -342,6 +354,7 @@ class RulePatch(Schema):
     priority = fields.Integer(validate=validate.Range(-1000, 1000))
     active = fields.Boolean()
     note = SafeString(allow_none=True, validate=validate.Length(max=500))
+    legal_basis = SafeString(allow_none=True, validate=validate.Length(max=500))
 
 
 @routing_blp.route("/rules")

@@ -38,3 +38,10 @@ class TaskSchema(Schema):
 class TaskDetailSchema(TaskSchema):
     submissions = fields.List(fields.Dict(), metadata={"description": "for the same subject"})
     findings = fields.List(fields.Dict())
+    permit_types = fields.List(
+        fields.Dict(),
+        metadata={
+            "description": "license_check on the phone: the permits the entity's industry "
+            "needs (code, name, aliases, issuing department)"
+        },
+    )

@@ -89,6 +89,9 @@ class OperationCheckOutcome(_Outcome):
 
 
 class LicenseCheckOutcome(_Outcome):
+    """Permits by code (GET /api/v1/permit-types); a name or alias is accepted and stored as
+    its code, anything else is refused (backend/services/permit_types.py)."""
+
     permits_needed = fields.List(
         fields.String(validate=validate.Length(1, 50)),
         required=True,
@@ -202,10 +205,13 @@ def derive_findings(task_type: str, outcome: dict[str, Any]) -> list[Finding]:
     return out
 
 
-def notice_text(finding: Finding, entity_name: str | None, deadline: str) -> str:
-    """The body of the written notice (书面告知书) for a finding."""
+def notice_text(
+    finding: Finding, entity_name: str | None, deadline: str, *, permit_name: str | None = None
+) -> str:
+    """The body of the written notice (书面告知书) for a finding; a missing permit is named by
+    its name (`permit_name`), not its code."""
     what = {
-        "permit_missing": f"未取得{finding.permit_type}从事经营活动",
+        "permit_missing": f"未取得{permit_name or finding.permit_type}从事经营活动",
         "unlicensed_operation": "未依法取得营业执照从事经营活动",
         "license_not_displayed": "未在经营场所醒目位置悬挂营业执照",
         "sign_mismatch": "经营场所招牌与登记名称不一致",

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from backend.services import audit, routing
+from backend.services import audit, permit_types, routing
 from backend.services.auth import Principal
 from backend.services.departments import list_departments, require_active, update_department
 from backend.services.errors import NotFound
@@ -17,7 +17,7 @@ from backend.services.versioning import versioned_update
 
 _RULE_COLUMNS = (
     "id, finding_type, permit_type, industry_prefix, department_code, time_limit_days, "
-    "priority, active, note, misses, version"
+    "priority, active, note, legal_basis, misses, version"
 )
 _RULE_FIELDS = (
     "finding_type",
@@ -28,6 +28,7 @@ _RULE_FIELDS = (
     "priority",
     "active",
     "note",
+    "legal_basis",
 )
 
 
@@ -65,6 +66,8 @@ def explain(session: Session, principal: Principal, body: dict[str, Any]) -> dic
     else:
         finding = {k: body.get(k) for k in ("finding_type", "permit_type", "industry_code")}
         finding["town_code"] = body.get("town_code")
+        if finding["permit_type"]:  # a code (a name or alias is taken as its code)
+            finding["permit_type"] = permit_types.resolve(session, finding["permit_type"])
     decision = routing.route(
         session,
         finding["finding_type"],
@@ -113,6 +116,8 @@ __all__ = [
 def create_rule(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     """Add a rule (audited); 422 when its department is unknown or inactive."""
     require_active(session, values["department_code"])
+    if values.get("permit_type"):  # a permit code (422 listing them otherwise)
+        values = {**values, "permit_type": permit_types.resolve(session, values["permit_type"])}
     cols = [c for c in _RULE_FIELDS if c in values]
     rule_id = session.scalar(
         text(

@@ -21,7 +21,7 @@ from backend.domain.tasks import (
     load_outcome,
     notice_text,
 )
-from backend.services import audit, clock, referrals, routing, tasks
+from backend.services import audit, clock, permit_types, referrals, routing, tasks
 from backend.services.errors import Conflict, InvalidInput, NotFound, ServiceError
 from backend.services.prepared import execute_prepared
 from backend.services.scope import Scope
@@ -209,6 +209,8 @@ def submit(
             "The outcome does not fit the task type.",
             errors=[{"field": "outcome", "messages": exc.messages.get("outcome", exc.messages)}],
         ) from exc
+    if task["type"] == "license_check":  # permit codes; names and aliases become codes
+        outcome = permit_types.normalise_outcome(session, outcome)
     if task["type"] in ON_SITE and task["checkin_at"] is None:
         raise Conflict(f"Check in at the place before submitting task {task['id']}.")
     attachments = sorted(set(body.get("attachment_ids") or []))
@@ -396,7 +398,12 @@ def _record_findings(
 
 def _notice(session: Session, task: Any, finding_id: int, finding: Any, deadline: Any) -> dict:
     """The written notice (书面告知书) and the re-inspection task due at its deadline."""
-    body = notice_text(finding, task["entity_name"], deadline.due.isoformat())
+    permit_name = None
+    if finding.permit_type:
+        permit_name = permit_types.names(session, [finding.permit_type]).get(finding.permit_type)
+    body = notice_text(
+        finding, task["entity_name"], deadline.due.isoformat(), permit_name=permit_name
+    )
     reinspection = session.scalar(
         text(
             "INSERT INTO patrol_task (type, origin, entity_id, lead_id, finding_id, cell_code, "

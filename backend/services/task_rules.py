@@ -59,7 +59,10 @@ def licence_checks(session: Session, *, entity_ids: list[int] | None = None) -> 
         f"AND EXISTS (SELECT 1 FROM permit_requirement r "
         f"  WHERE e.industry_code LIKE r.industry_prefix || '%' "
         f"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(e.licences) l "
-        f"    WHERE l->>'type' = r.permit_type "
+        # a licence names its permit by code, name or alias (registries send names)
+        f"    WHERE (l->>'type' = r.permit_type OR EXISTS (SELECT 1 FROM permit_type p "
+        f"      WHERE p.code = r.permit_type AND (l->>'type' = p.name "
+        f"      OR l->>'type' = ANY(p.aliases)))) "
         f"    AND (l->>'valid_to' IS NULL OR (l->>'valid_to' ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}$' "
         f"      AND l->>'valid_to' >= :today_iso)))) "
         f"AND NOT EXISTS (SELECT 1 FROM patrol_task x WHERE x.entity_id = e.id "

@@ -225,7 +225,9 @@ def seed_permit_requirements() -> None:
     from importlib.resources import files
 
     text = (files("backend") / "data" / "permit_requirements.csv").read_text("utf-8")
-    rows = list(csv.DictReader(io.StringIO(text)))
+    # the columns this migration knows (later ones, e.g. legal_basis, are 0017's)
+    known = ("industry_prefix", "permit_type", "note")
+    rows = [{k: r[k] for k in known} for r in csv.DictReader(io.StringIO(text))]
     table = sa.table(
         "permit_requirement",
         sa.column("industry_prefix", sa.Text),

@@ -1,5 +1,6 @@
 """The loop closed through the API: a worker's finding is referred to the department that
-issues the missing permit; that department returns it (not ours), the dispatcher re-routes it
+issues the missing permit (a petrol station's 成品油零售经营批准证书: the commerce bureau);
+that department returns it (not ours), the dispatcher re-routes it
 to market supervision's town branch, which concludes; the worker's re-inspection closes it.
 Also: routing explained, abnormal listing written to the entity, scope and stale versions."""
 
@@ -39,9 +40,9 @@ def world(client, admin_headers, session):
             "changes": [
                 {
                     "uscc": make_code("9", "2", "441900", "MA0000077"),
-                    "name": "东莞市东城康宁药店",
+                    "name": "东莞市东城星辉加油站",
                     "registered_address": "东莞市东城街道东城中路7号",
-                    "industry_code": "5251",
+                    "industry_code": "5265",
                     "established_on": "2026-11-02",
                     "lon": SHOP[0],
                     "lat": SHOP[1],
@@ -54,7 +55,9 @@ def world(client, admin_headers, session):
     assert feed.get_json()["tasks"]["permits"] == {"license_check": 1}, feed.get_json()
     return {
         "worker": worker,
-        "drug": bearer(make_token(client, session, "department_officer", department_code="DRUG")),
+        "commerce": bearer(
+            make_token(client, session, "department_officer", department_code="COMMERCE")
+        ),
         "samr": bearer(
             make_token(
                 client, session, "department_officer", department_code="SAMR", town_code=TOWN
@@ -104,20 +107,25 @@ def test_the_loop(client, world, session):
         client,
         world["worker"],
         "license_check",
-        {"permits_needed": ["药品经营许可证"], "permits_shown": []},
+        # the permit's name, as an older phone sends it: stored as its code
+        {"permits_needed": ["成品油零售经营批准证书"], "permits_shown": []},
     )
     (finding,) = answer["findings"]
     assert finding["type"] == "permit_missing" and finding["referral_id"]
+    assert finding["permit_type"] == "OIL_RETAIL"
+    # the written notice names the permit, not its code
+    assert "未取得成品油零售经营批准证书" in finding["notice"]["text"]
+    assert "OIL_RETAIL" not in finding["notice"]["text"]
     rid = finding["referral_id"]
 
     # routing, explained: the permit's department; market supervision would use its branch
     explained = client.post(
-        "/api/v1/routing/explain", json={"finding_id": finding["id"]}, headers=world["drug"]
+        "/api/v1/routing/explain", json={"finding_id": finding["id"]}, headers=world["commerce"]
     ).get_json()
-    assert explained["department_code"] == "DRUG" and "药品经营许可证" in explained["why"]
+    assert explained["department_code"] == "COMMERCE" and "OIL_RETAIL" in explained["why"]
     food = client.post(
         "/api/v1/routing/explain",
-        json={"finding_type": "permit_missing", "permit_type": "食品经营许可证", "town_code": TOWN},
+        json={"finding_type": "permit_missing", "permit_type": "FOOD_BUSINESS", "town_code": TOWN},
         headers=world["dispatcher"],
     ).get_json()
     assert (food["department_code"], food["branch_town_code"]) == ("SAMR", TOWN)
@@ -126,22 +134,22 @@ def test_the_loop(client, world, session):
     ).get_json()
     assert nothing["department_code"] == "SAMR" and "default" in nothing["why"]
 
-    # the drug administration's inbox; market supervision does not see it
-    inbox = client.get("/api/v1/referrals", headers=world["drug"]).get_json()
+    # the commerce bureau's inbox; market supervision does not see it
+    inbox = client.get("/api/v1/referrals", headers=world["commerce"]).get_json()
     assert [r["id"] for r in inbox] == [rid] and inbox[0]["status"] == "pending"
     assert client.get(f"/api/v1/referrals/{rid}", headers=world["samr"]).status_code == 404
-    opened = client.get(f"/api/v1/referrals/{rid}", headers=world["drug"])
+    opened = client.get(f"/api/v1/referrals/{rid}", headers=world["commerce"])
     body = opened.get_json()
     assert body["status"] == "delivered"
-    assert body["entity"]["name"] == "东莞市东城康宁药店"
-    assert body["evidence"]["outcome"]["permits_needed"] == ["药品经营许可证"]
-    assert body["finding"]["permit_type"] == "药品经营许可证"
+    assert body["entity"]["name"] == "东莞市东城星辉加油站"
+    assert body["evidence"]["outcome"]["permits_needed"] == ["OIL_RETAIL"]
+    assert body["finding"]["permit_type"] == "OIL_RETAIL"
 
     # not ours (say, the shop only sells medical devices): back to the dispatchers
     returned = client.post(
         f"/api/v1/referrals/{rid}/return",
-        json={"reason": "经营医疗器械，非药品"},
-        headers=world["drug"],
+        json={"reason": "只经营润滑油，不零售成品油"},
+        headers=world["commerce"],
     )
     assert returned.status_code == 200 and returned.get_json()["status"] == "returned"
     stale_bulk = client.post(
@@ -157,19 +165,19 @@ def test_the_loop(client, world, session):
     queue = client.get("/api/v1/dispatch/queue", headers=world["dispatcher"]).get_json()
     assert queue["counts"]["returned_referrals"] == 1
     misses = session.scalar(
-        text("SELECT misses FROM routing_rule WHERE permit_type = '药品经营许可证'")
+        text("SELECT misses FROM routing_rule WHERE permit_type = 'OIL_RETAIL'")
     )
     assert misses == 1
     current = client.get(f"/api/v1/referrals/{rid}", headers=world["dispatcher"])
     no_version = client.post(
         f"/api/v1/referrals/{rid}/reroute",
-        json={"department_code": "SAMR", "reason": "医疗器械归市场监管"},
+        json={"department_code": "SAMR", "reason": "润滑油销售归市场监管"},
         headers=world["dispatcher"],
     )
     assert no_version.status_code == 428
     rerouted = client.post(
         f"/api/v1/referrals/{rid}/reroute",
-        json={"department_code": "SAMR", "town_code": TOWN, "reason": "医疗器械归市场监管"},
+        json={"department_code": "SAMR", "town_code": TOWN, "reason": "润滑油销售归市场监管"},
         headers={**world["dispatcher"], "If-Match": current.headers["ETag"]},
     )
     assert rerouted.status_code == 200, rerouted.get_json()
@@ -222,7 +230,7 @@ def test_unreachable_address_ends_in_the_abnormal_list(client, world, session):
     entity = session.execute(
         text(
             "SELECT abnormal_reason, abnormal_listed_on FROM market_entity "
-            "WHERE name = '东莞市东城康宁药店'"
+            "WHERE name = '东莞市东城星辉加油站'"
         )
     ).one()
     assert entity.abnormal_reason and entity.abnormal_listed_on is not None
@@ -269,7 +277,9 @@ def test_officers_see_the_photos_of_their_referrals(client, world):
         headers={**world["samr"], "If-None-Match": photo.headers["ETag"]},
     )
     assert cached.status_code == 304
-    assert client.get(f"/api/v1/attachments/{up['id']}", headers=world["drug"]).status_code == 404
+    assert (
+        client.get(f"/api/v1/attachments/{up['id']}", headers=world["commerce"]).status_code == 404
+    )
     assert client.get(f"/api/v1/attachments/{up['id']}", headers=world["worker"]).status_code == 200
 
 
@@ -281,8 +291,8 @@ def test_a_restaurant_goes_to_market_supervision_and_a_hotel_to_the_police(
     client, world, admin_headers, session
 ):
     shops = {
-        "东莞市东城好味餐厅": ("6210", "食品经营许可证"),
-        "东莞市东城安居旅馆": ("6110", "特种行业许可证"),
+        "东莞市东城好味餐厅": ("6210", "FOOD_BUSINESS"),
+        "东莞市东城安居旅馆": ("6110", "SPECIAL_TRADE"),
     }
     feed = client.post(
         "/api/v1/entities/changes",
