@@ -138,16 +138,51 @@ class StatsQuery(Schema):
             raise ValidationError("`to` is before `from`", "to")
 
 
+def _figure(description: str, number: type[fields.Field] = fields.Integer) -> fields.Field:
+    return number(allow_none=True, metadata={"description": description})
+
+
+class StatsRowSchema(Schema):
+    department_code = fields.String(metadata={"description": "when `by` has department"})
+    town_code = fields.String(allow_none=True, metadata={"description": "when `by` has town"})
+    received = _figure("referrals received in the period")
+    with_feedback = _figure("of those, concluded (the department's feedback is in)")
+    feedback_rate = _figure("线索处理反馈率 = with_feedback / received", fields.Float)
+    cases_opened = _figure("referrals concluded with a case opened (立案), any finding type")
+    unlicensed_referrals = _figure(
+        "referrals of 无照/无证 operation: findings unlicensed_operation or permit_missing"
+    )
+    unlicensed_cases_opened = _figure("of those, concluded with a case opened")
+    case_conversion_rate = _figure(
+        "线索案件转化率 = unlicensed_cases_opened / unlicensed_referrals; null when none",
+        fields.Float,
+    )
+    permit_referrals = _figure("referrals of permit_missing findings")
+    permits_issued = _figure("of those, concluded with permit_issued")
+    permit_issue_rate = _figure(
+        "许可审批发证率 = permits_issued / permit_referrals; null when none", fields.Float
+    )
+    median_days_to_feedback = _figure("median days from referral to conclusion", fields.Float)
+    overdue = _figure("not concluded and past due (business dates in Asia/Shanghai)")
+
+
+class StatsSchema(Schema):
+    since = fields.Date(data_key="from")
+    until = fields.Date(data_key="to")
+    by = fields.String()
+    rows = fields.List(fields.Nested(StatsRowSchema))
+
+
 @blp.route("/stats")
 class Stats(MethodView):
     @requires(*READERS)
     @blp.arguments(StatsQuery, location="query")
-    @blp.response(200)
+    @blp.response(200, StatsSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Figures per department and town for referrals received `from`–`to` (within your
-        scope): received, with feedback, 线索处理反馈率 `feedback_rate`, 线索案件转化率
-        `case_conversion_rate`, 许可审批发证率 `permit_issue_rate`, median days to feedback,
-        overdue."""
+        scope): the 三率 of 74號 item 11 with their counts. 线索处理反馈率 is over every
+        referral; 线索案件转化率 only over referrals of 无照/无证 operation (unlicensed_operation,
+        permit_missing); 许可审批发证率 over permit_missing. Formulas: docs/figures.md."""
         rows = referrals.stats(
             db_session(),
             current_principal(),
@@ -155,7 +190,7 @@ class Stats(MethodView):
             until=args["until"],
             by=args["by"],
         )
-        return {"from": args["since"], "to": args["until"], "by": args["by"], "rows": rows}
+        return {"since": args["since"], "until": args["until"], "by": args["by"], "rows": rows}
 
 
 @blp.route("/<int:referral_id>")

@@ -513,6 +513,10 @@ def _refusal(
     raise Conflict(f"Referral {referral_id} is {row.status}: it cannot be {done} now.")
 
 
+# the findings that are leads of 无照/无证 operation: the denominator of 线索案件转化率
+UNLICENSED = "f.type IN ('unlicensed_operation', 'permit_missing')"
+
+
 def stats(
     session: Session,
     principal: Principal,
@@ -521,10 +525,13 @@ def stats(
     until: date,
     by: str = "department_town",
 ) -> list[dict[str, Any]]:
-    """Figures per department (and town) for referrals received in [since, until]: received,
-    with feedback (concluded), 线索处理反馈率 (feedback / received), 线索案件转化率 (cases opened /
-    received), 许可审批发证率 (permits issued / permit referrals), median days to feedback and
-    how many are overdue."""
+    """Figures per department (and town) for referrals received in [since, until]; the
+    formulas are spelt out in docs/figures.md (三率 of 74號 item 11):
+    线索处理反馈率 = concluded / received (every referral is a lead the department must answer);
+    线索案件转化率 = cases opened / referrals of 无照 or 无证 operation (unlicensed_operation,
+    permit_missing) only — address, sign or display findings are not leads of unlicensed
+    operation and would dilute it; 许可审批发证率 = permits issued / permit_missing referrals.
+    A rate whose denominator is 0 is null, not 0."""
     clause, params = scope_clause(principal)
     keys = {
         "department": "r.department_code",
@@ -540,8 +547,12 @@ def stats(
                    round(count(*) FILTER (WHERE r.concluded_at IS NOT NULL)::numeric
                          / count(*), 4)::float8 AS feedback_rate,
                    count(*) FILTER (WHERE r.result = 'case_opened') AS cases_opened,
-                   round(count(*) FILTER (WHERE r.result = 'case_opened')::numeric
-                         / count(*), 4)::float8 AS case_conversion_rate,
+                   count(*) FILTER (WHERE {UNLICENSED}) AS unlicensed_referrals,
+                   count(*) FILTER (WHERE {UNLICENSED} AND r.result = 'case_opened')
+                       AS unlicensed_cases_opened,
+                   round(count(*) FILTER (WHERE {UNLICENSED} AND r.result = 'case_opened')
+                         ::numeric / NULLIF(count(*) FILTER (WHERE {UNLICENSED}), 0), 4)::float8
+                       AS case_conversion_rate,
                    count(*) FILTER (WHERE f.type = 'permit_missing') AS permit_referrals,
                    count(*) FILTER (WHERE f.type = 'permit_missing'
                                     AND r.result = 'permit_issued') AS permits_issued,
