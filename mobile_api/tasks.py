@@ -13,6 +13,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from backend.api.blueprint import Blueprint
 from backend.api.fields import Crs, SafeString
+from backend.api.permit_types import PermitTypeQuery, PermitTypeSchema
 from backend.api.security import current_principal, current_scope, requires
 from backend.api.task_schemas import TaskDetailSchema
 from backend.services import attachments, leads, permit_types, submissions, tasks
@@ -233,30 +234,19 @@ class Task(MethodView):
         return task, 200, {"ETag": f'"{task["version"]}"'}
 
 
-class PermitTypeQuery(Schema):
+class PhonePermitTypeSchema(PermitTypeSchema):
+    """The phone's pick list: the API's permit-type schema without the admin's fields."""
+
     class Meta:
-        unknown = EXCLUDE
-
-    industry = SafeString(
-        validate=validate.Regexp(r"^[0-9]{1,4}$", error="a GB/T 4754 industry code, e.g. 5251"),
-        metadata={"description": "only the permits this industry code needs"},
-    )
-
-
-class PermitTypeItem(Schema):
-    code = fields.String()
-    name = fields.String()
-    aliases = fields.List(fields.String())
-    department_code = fields.String()
-    department_name = fields.String()
+        fields = ("code", "name", "aliases", "department_code", "department_name")
 
 
 @blp.route("/permit-types")
 class PermitTypes(MethodView):
     @read_only
     @requires(WORKER)
-    @blp.arguments(PermitTypeQuery, location="query")
-    @blp.response(200, PermitTypeItem(many=True))
+    @blp.arguments(PermitTypeQuery(only=("industry",)), location="query")
+    @blp.response(200, PhonePermitTypeSchema(many=True))
     def get(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         """The permit types to pick from in a `license_check` outcome (send their codes), all
         of them or, with `industry`, those that industry needs."""

@@ -23,6 +23,7 @@ from backend.domain.uscc import make_code
 from backend.services import audit, clock, escalation
 from backend.services import calendar as workcal
 from backend.services import overdue as late_rule
+from tests.api.test_referrals import work_task
 from tests.conftest import make_token
 from tests.grid_fixtures import load_small_grid
 
@@ -303,24 +304,7 @@ def test_escalation_cards_exactly_the_overdue_items(client, world, session):
 
 def test_a_written_notice_at_1am_beijing_is_dated_in_beijing(client, world, session):
     task_id = world["license_display"]
-    worker = world["worker"]
-    assert client.post(f"/api/mobile/v1/tasks/{task_id}/accept", headers=worker).status_code == 200
-    checkin = client.post(
-        f"/api/mobile/v1/tasks/{task_id}/check-in",
-        json={"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
-        headers=worker,
-    )
-    assert checkin.status_code == 200, checkin.get_json()
-    resp = client.post(
-        "/api/mobile/v1/submissions",
-        json={
-            "id": str(uuid.uuid4()),
-            "task_id": task_id,
-            "outcome": {"licence_displayed": False},
-            "point": {"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
-        },
-        headers=worker,
-    )
+    resp = work_task(client, world["worker"], task_id, {"licence_displayed": False})
     assert resp.status_code == 201, resp.get_json()
     (finding,) = resp.get_json()["findings"]
     assert finding["notice"]["deadline"] == "2026-03-17"

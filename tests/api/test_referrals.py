@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -77,29 +78,33 @@ def do_task(client, worker, task_type: str, outcome: dict) -> dict:
         f"/api/mobile/v1/tasks?lon={SHOP[0]}&lat={SHOP[1]}&crs=cgcs2000", headers=worker
     ).get_json()
     task = next(t for t in tasks if t["type"] == task_type)
-    if task["status"] == "assigned":
+    resp = work_task(client, worker, task["id"], outcome, accept=task["status"] == "assigned")
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def work_task(client, worker, task_id: int, outcome: dict, *, accept: bool = True) -> Any:
+    """Accept (when assigned), check in at the shop and submit `outcome`: the phone's answer."""
+    if accept:
         assert (
-            client.post(f"/api/mobile/v1/tasks/{task['id']}/accept", headers=worker).status_code
-            == 200
+            client.post(f"/api/mobile/v1/tasks/{task_id}/accept", headers=worker).status_code == 200
         )
     checkin = client.post(
-        f"/api/mobile/v1/tasks/{task['id']}/check-in",
+        f"/api/mobile/v1/tasks/{task_id}/check-in",
         json={"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
         headers=worker,
     )
     assert checkin.status_code == 200, checkin.get_json()
-    resp = client.post(
+    return client.post(
         "/api/mobile/v1/submissions",
         json={
             "id": str(uuid.uuid4()),
-            "task_id": task["id"],
+            "task_id": task_id,
             "outcome": outcome,
             "point": {"lon": SHOP[0], "lat": SHOP[1], "crs": "cgcs2000"},
         },
         headers=worker,
     )
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
 
 
 def test_the_loop(client, world, session):

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.cli_outbox import outbox_group
 from backend.services import audit, outbox
 from backend.services.errors import InvalidInput
+from tests.services.test_webhook_policy import lookup
 
 SECRET = "dept-secret-" + "s" * 24
 
@@ -642,23 +643,8 @@ def codes_of(s: Session, events: dict[str, uuid.UUID]) -> list[str]:
     )
 
 
-def fake_resolver(answers: list[str], calls: list[str]):
-    """getaddrinfo for names no DNS knows: each lookup answers `answers` and is counted."""
-
-    def resolve(host: str, port: int, *args: Any) -> list[tuple[Any, ...]]:
-        calls.append(host)
-        return [
-            (
-                socket.AF_INET6 if ":" in a else socket.AF_INET,
-                socket.SOCK_STREAM,
-                6,
-                "",
-                (a, port, 0, 0) if ":" in a else (a, port),
-            )
-            for a in answers
-        ]
-
-    return resolve
+def fake_resolver(answers: list[str], calls: list[str]) -> Any:
+    return lookup(*answers, calls=calls)
 
 
 def test_a_name_that_resolves_to_loopback_is_refused_before_connecting(receiver):

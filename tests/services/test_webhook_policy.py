@@ -49,8 +49,13 @@ FORBIDDEN = [
 ]
 
 
-def lookup(*answers: str) -> Any:
+def lookup(*answers: str, calls: list[str] | None = None) -> Any:
+    """getaddrinfo for names no DNS knows: every lookup answers `answers` (and is noted in
+    `calls` when given)."""
+
     def getaddrinfo(host: str, port: int, *args: Any) -> list[tuple[Any, ...]]:
+        if calls is not None:
+            calls.append(host)
         return [
             (
                 socket.AF_INET6 if ":" in a else socket.AF_INET,
